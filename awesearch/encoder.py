@@ -1,0 +1,189 @@
+"""The encoder interface the indexer and the query engine use, and checkpoint loading.
+
+A checkpoint is a torch file holding a dict:
+    magic "awesearch-encoder", version, name, dims (ModelDimensions), feature_config (FeatureConfig),
+    state_dict (fp16 tensors), train_info (free-form provenance, e.g. seed, steps, validation AP).
+It is read with torch.load(weights_only=True) and rebuilt as AWEModel(ModelDimensions(**ckpt["dims"])).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, QueryError
+from .features import FeatureConfig, log_mel
+from .model import AWEModel, ModelDimensions
+
+CHECKPOINT_MAGIC = "awesearch-encoder"
+CHECKPOINT_VERSION = 1
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_MODEL = "awe-mel-v1"
+RANDOM_MODEL = "random"  # a small randomly initialised model: plumbing tests only, it finds nothing meaningful
+CONTEXT_S = 0.3  # seconds of audio each side of a window that the frame encoder looks at (receptive field ~0.25 s)
+MIN_WINDOW_S = 0.1  # shorter spans cannot be embedded meaningfully
+
+
+@dataclass
+class ChunkFrames:
+    """Frame-level features of one chunk of audio, computed once and pooled into many windows."""
+
+    frames: torch.Tensor  # [1, T, C]
+    frame_rate: float  # frames per second
+    duration: float  # seconds of audio in the chunk
+
+
+def input_frame_rate(dims: ModelDimensions, fc: FeatureConfig) -> float:
+    """Input feature frames per second for a model's front end."""
+    if dims.frontend == "whisper":
+        from .whisper_frontend import WHISPER_FRAME_RATE
+
+        return WHISPER_FRAME_RATE
+    return fc.frame_rate
+
+
+def phoneme_ids(seq: list[str]) -> list[int]:
+    from .text import PHONEMES
+
+    index = {p: i + 1 for i, p in enumerate(PHONEMES)}
+    ids = []
+    for p in seq:
+        base = p.rstrip("012").upper()
+        if base not in index:
+            raise QueryError(f"unknown phoneme {p!r}")
+        ids.append(index[base])
+    return ids
+
+
+class Encoder:
+    """Audio windows and phoneme sequences -> L2-normalised vectors in one space."""
+
+    def __init__(self, model: AWEModel, feature_config: FeatureConfig, name: str, checksum: str):
+        self.model = model.eval()
+        self.feature_config = feature_config
+        self.name = name
+        self.checksum = checksum
+        self.dim = model.dims.embed_dim
+        self.context_s = CONTEXT_S
+        self.frame_rate = input_frame_rate(model.dims, feature_config) / model.dims.frame_stride
+        self._whisper = None  # the Whisper front end, loaded on first use
+
+    @torch.inference_mode()
+    def input_features(self, audio: np.ndarray) -> torch.Tensor:
+        """Front-end features [1, T_in, n_input] of a chunk of 16 kHz audio."""
+        if self.model.dims.frontend == "whisper":
+            from .whisper_frontend import WhisperFrontend
+
+            if self._whisper is None:
+                self._whisper = WhisperFrontend()
+            return torch.from_numpy(self._whisper.encode(np.asarray(audio, dtype=np.float32)))[None]
+        return log_mel(torch.as_tensor(audio, dtype=torch.float32), self.feature_config)[None]
+
+    @torch.inference_mode()
+    def encode_frames(self, audio: np.ndarray) -> ChunkFrames:
+        frames = self.model.audio.frames(self.input_features(audio))
+        return ChunkFrames(frames=frames, frame_rate=self.frame_rate, duration=len(audio) / self.feature_config.sample_rate)
+
+    @torch.inference_mode()
+    def pool_windows(self, chunk: ChunkFrames, windows: np.ndarray, batch: int = 8192) -> np.ndarray:
+        """windows: [n, 2] seconds relative to the chunk start -> [n, D] float32."""
+        windows = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+        out = np.empty((len(windows), self.dim), dtype=np.float32)
+        for i in range(0, len(windows), batch):
+            w = torch.from_numpy(windows[i : i + batch])
+            start = torch.round(w[:, 0] * chunk.frame_rate).long()
+            end = torch.round(w[:, 1] * chunk.frame_rate).long()
+            idx = torch.zeros_like(start)
+            out[i : i + batch] = self.model.audio.pool(chunk.frames, idx, start, end, chunk.frame_rate).numpy()
+        return out
+
+    def embed_windows(self, audio: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        return self.pool_windows(self.encode_frames(audio), windows)
+
+    @torch.inference_mode()
+    def embed_phonemes(self, seqs: list[list[str]]) -> np.ndarray:
+        if not seqs or any(len(s) == 0 for s in seqs):
+            raise QueryError("cannot embed an empty phoneme sequence")
+        ids = [phoneme_ids(s) for s in seqs]
+        lengths = torch.tensor([len(s) for s in ids])
+        padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+        for i, s in enumerate(ids):
+            padded[i, : len(s)] = torch.tensor(s)
+        return self.model.text(padded, lengths).numpy().astype(np.float32)
+
+
+def save_checkpoint(path: Path, model: AWEModel, feature_config: FeatureConfig, name: str, train_info: dict) -> str:
+    """Write a checkpoint (fp16 weights) atomically and return its sha256."""
+    state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    ckpt = {
+        "magic": CHECKPOINT_MAGIC,
+        "version": CHECKPOINT_VERSION,
+        "name": name,
+        "dims": asdict(model.dims),
+        "feature_config": asdict(feature_config),
+        "state_dict": state,
+        "train_info": train_info,
+    }
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: Path) -> Encoder:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"encoder checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files
+        raise CheckpointError(f"cannot read encoder checkpoint {path}: {e.__class__.__name__}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("magic") != CHECKPOINT_MAGIC:
+        raise CheckpointError(f"{path} is not an awesearch encoder checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}; this awesearch reads version {CHECKPOINT_VERSION}")
+    model = AWEModel(ModelDimensions(**ckpt["dims"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    fc = FeatureConfig(**ckpt["feature_config"])
+    if model.dims.frontend == "mel" and fc.n_mels != model.dims.n_input:
+        raise CheckpointError(f"{path}: feature n_mels {fc.n_mels} does not match the model's input size {model.dims.n_input}")
+    return Encoder(model, fc, name=ckpt["name"], checksum=file_sha256(path))
+
+
+def random_encoder(seed: int = 0) -> Encoder:
+    """A small randomly initialised encoder for plumbing tests (deterministic from the seed)."""
+    dims = ModelDimensions(channels=64, hidden=128, embed_dim=32, phone_embed=32, text_channels=32, text_layers=1)
+    torch.manual_seed(seed)
+    model = AWEModel(dims)
+    digest = hashlib.sha256(f"{RANDOM_MODEL}:{seed}:{asdict(dims)}".encode()).hexdigest()
+    return Encoder(model, FeatureConfig(), name=RANDOM_MODEL, checksum=digest)
+
+
+def available_models() -> list[str]:
+    return sorted(p.stem for p in ASSETS.glob("*.pt")) + [RANDOM_MODEL]
+
+
+def load_encoder(name: str | None = None) -> Encoder:
+    """None -> the shipped default; a shipped model name; "random"; or a path to a checkpoint file."""
+    name = name or DEFAULT_MODEL
+    if name == RANDOM_MODEL:
+        return random_encoder()
+    shipped = ASSETS / f"{name}.pt"
+    if shipped.is_file():
+        return load_checkpoint(shipped)
+    if name.endswith(".pt") or "/" in name:
+        return load_checkpoint(Path(name))
+    raise CheckpointError(f"unknown encoder {name!r}; available: {', '.join(available_models())}")

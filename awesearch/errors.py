@@ -1,0 +1,29 @@
+"""Library errors. The CLI turns any AwesearchError into one line on stderr and exit code 1."""
+
+
+class AwesearchError(Exception):
+    """Base class: a user-facing problem with a one-line message (no traceback)."""
+
+
+class AudioDecodeError(AwesearchError):
+    """A file could not be read or decoded as audio."""
+
+
+class IndexFormatError(AwesearchError):
+    """The index on disk was made by another format version or encoder, or is damaged."""
+
+
+class IndexLockedError(AwesearchError):
+    """Another indexer holds the index lock."""
+
+
+class IndexMissingError(AwesearchError):
+    """No index exists at the given location."""
+
+
+class QueryError(AwesearchError):
+    """A query is unusable (empty text, silent or too-short audio, ...)."""
+
+
+class CheckpointError(AwesearchError):
+    """An encoder checkpoint is missing, corrupt or of an unknown version."""

@@ -1,0 +1,340 @@
+"""Query engine: text, audio (query by example) and fused queries over an index, NMS, hits.
+
+Scores are cosine similarities (inner products of L2-normalised vectors). A fused query
+(text and audio together) scores each window by the mean of its text and audio cosine
+scores; since the inner product is linear this is exactly the inner product with the
+un-normalised mean vector (q_text + q_audio) / 2, so one FAISS search serves it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from awesearch.errors import IndexFormatError, QueryError
+
+if TYPE_CHECKING:  # heavy imports stay out of module import time
+    import faiss
+
+MAX_QUERY_WORDS = 4
+MIN_AUDIO_QUERY_S = 0.1
+MAX_AUDIO_QUERY_S = 3.0  # seconds of query speech; indexed windows are at most 2.0 s (one to four words)
+MAX_WHOLE_FILE_S = 30.0  # a whole-file audio query (no --start/--end) must be a short clip
+SILENCE_RMS = 1e-4  # float32 full scale is 1.0; ~-80 dBFS counts as silence
+NMS_OVERLAP = 0.3  # a window overlapping a better hit by more than this share of the shorter one is dropped
+POOL_FACTOR = 20  # FAISS candidates per wanted hit before NMS
+POOL_EXTRA = 100
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: str  # absolute path of the recording
+    start: float  # seconds from the start of the file
+    end: float  # seconds
+    score: float  # cosine similarity, higher is better
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "start": self.start, "end": self.end, "score": self.score}
+
+
+@dataclass
+class WindowTable:
+    """What search needs from an index: vectors of the live windows and where each one is.
+
+    Row i of `index` is window i: file `paths[file_ids[i]]`, seconds `starts[i]`..`ends[i]`.
+    """
+
+    index: "faiss.Index"  # inner-product index over L2-normalised window embeddings
+    file_ids: np.ndarray  # [n] int
+    starts: np.ndarray  # [n] float seconds
+    ends: np.ndarray  # [n] float seconds
+    paths: list[str]  # file_id -> absolute path
+
+    def __post_init__(self) -> None:
+        n = self.index.ntotal
+        if not (len(self.file_ids) == len(self.starts) == len(self.ends) == n):
+            raise IndexFormatError(
+                f"index is damaged: {n} vectors but {len(self.file_ids)}/{len(self.starts)}/{len(self.ends)} window rows"
+            )
+
+
+def overlaps_too_much(a_start: float, a_end: float, b_start: float, b_end: float, overlap: float = NMS_OVERLAP) -> bool:
+    """True when window a is a duplicate of the (better) window b.
+
+    Duplicate: the intersection exceeds `overlap` of the shorter window, or a's center lies inside b.
+    """
+    inter = min(a_end, b_end) - max(a_start, b_start)
+    if inter <= 0:
+        return False
+    shorter = min(a_end - a_start, b_end - b_start)
+    if shorter <= 0 or inter > overlap * shorter:
+        return True
+    center = (a_start + a_end) / 2
+    return b_start <= center <= b_end
+
+
+def nms(hits: list[Hit], k: int | None = None, overlap: float = NMS_OVERLAP) -> list[Hit]:
+    """Greedy non-maximum suppression per file: keep the best hit of each spoken occurrence.
+
+    Returns the survivors best first (at most k when k is given).
+    """
+    kept: list[Hit] = []
+    kept_by_path: dict[str, list[Hit]] = {}
+    for hit in sorted(hits, key=lambda h: (-h.score, h.path, h.start)):
+        same_file = kept_by_path.setdefault(hit.path, [])
+        if any(overlaps_too_much(hit.start, hit.end, b.start, b.end, overlap) for b in same_file):
+            continue
+        same_file.append(hit)
+        kept.append(hit)
+        if k is not None and len(kept) >= k:
+            break
+    return kept
+
+
+def search_vector(table: WindowTable, query: np.ndarray, k: int, threshold: float | None = None) -> list[Hit]:
+    """Top-k distinct hits for one query vector (see search_vectors)."""
+    return search_vectors(table, np.asarray(query).reshape(1, -1), k, threshold)[0]
+
+
+def search_vectors(table: WindowTable, queries: np.ndarray, k: int, threshold: float | None = None) -> list[list[Hit]]:
+    """Top-k distinct hits for each query vector [m, D]: FAISS candidate pool, threshold, NMS.
+
+    The pool starts at POOL_FACTOR * k + POOL_EXTRA; for a query whose NMS leaves fewer than k hits while the
+    pool's worst score still passes the threshold, the pool doubles, so k distinct hits survive when they exist.
+    All queries share one FAISS call per round (FAISS parallelises over queries, not within one).
+    """
+    if k < 1:
+        raise QueryError(f"--top must be at least 1, got {k}")
+    q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+    if q.ndim != 2 or q.shape[1] != table.index.d:
+        raise IndexFormatError(f"query vectors have shape {q.shape} but the index has dimension {table.index.d}")
+    n = table.index.ntotal
+    results: list[list[Hit]] = [[] for _ in range(len(q))]
+    if n == 0:
+        return results
+    todo = list(range(len(q)))
+    pool = min(n, POOL_FACTOR * k + POOL_EXTRA)
+    while todo:
+        scores, ids = table.index.search(q[todo], pool)
+        unresolved = []
+        for row, qi in enumerate(todo):
+            valid = ids[row] >= 0
+            sc, ix = scores[row][valid], ids[row][valid]
+            passing = sc >= threshold if threshold is not None else np.ones(len(ix), bool)
+            hits = [
+                Hit(path=table.paths[int(table.file_ids[i])], start=float(table.starts[i]), end=float(table.ends[i]), score=float(v))
+                for i, v in zip(ix[passing], sc[passing])
+            ]
+            results[qi] = nms(hits, k)
+            if len(results[qi]) < k and pool < n and passing.all():
+                unresolved.append(qi)
+        todo = unresolved
+        pool = min(n, pool * 2)
+    return results
+
+
+def check_text(text: str) -> list[str]:
+    """Normalised words of a text query (one to four); QueryError when unusable."""
+    from awesearch.text import normalize
+
+    words = normalize(text)
+    if not words:
+        raise QueryError(f"text query {text!r} has no words")
+    if len(words) > MAX_QUERY_WORDS:
+        raise QueryError(
+            f"text query {text!r} has {len(words)} words; queries are one to {MAX_QUERY_WORDS} words"
+        )
+    return words
+
+
+def check_audio(samples: np.ndarray, sample_rate: int, what: str) -> None:
+    """QueryError when a query span is too short or silent."""
+    duration = len(samples) / sample_rate
+    if duration < MIN_AUDIO_QUERY_S:
+        raise QueryError(f"audio query {what} is {duration:.3f} s long; it must be at least {MIN_AUDIO_QUERY_S} s")
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    if not math.isfinite(rms) or rms < SILENCE_RMS:
+        raise QueryError(f"audio query {what} is silent (RMS {rms:.1e})")
+
+
+def check_span(path: str | Path, start: float | None, end: float | None) -> None:
+    """QueryError for an audio query that cannot be valid whatever the file holds."""
+    if (start is None) != (end is None):
+        raise QueryError("--start and --end go together (or give neither to use the whole clip)")
+    if start is not None and start < 0:
+        raise QueryError(f"--start must be >= 0, got {start}")
+    if start is not None and start >= end:
+        raise QueryError(f"--start ({start}) must be before --end ({end})")
+    if start is not None and end - start > MAX_AUDIO_QUERY_S:
+        raise QueryError(
+            f"audio query span is {end - start:.2f} s; query by example takes one to four words (at most {MAX_AUDIO_QUERY_S} s)"
+        )
+    if not Path(path).exists():
+        raise QueryError(f"audio query file not found: {path}")
+
+
+def read_queries(path: str | Path) -> list[str]:
+    """Text queries of a --queries file, one per line; blank lines and #comments ignored; all validated."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise QueryError(f"cannot read queries file {path}: {getattr(e, 'strerror', None) or e}") from None
+    out = []
+    for lineno, line in enumerate(lines, 1):
+        q = line.strip()
+        if not q or q.startswith("#"):
+            continue
+        try:
+            check_text(q)
+        except QueryError as e:
+            raise QueryError(f"{path} line {lineno}: {e}") from None
+        out.append(q)
+    if not out:
+        raise QueryError(f"{path} has no queries")
+    return out
+
+
+def format_time(seconds: float) -> str:
+    """h:mm:ss.s, e.g. 0:01:02.5."""
+    tenths = int(round(seconds * 10))
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    return f"{h}:{m:02d}:{rest / 10:04.1f}"
+
+
+class SearchEngine:
+    """Loads an index and its encoder once, then answers text, audio and fused queries."""
+
+    def __init__(self, table: WindowTable, encoder) -> None:
+        if table.index.d != encoder.dim:
+            raise IndexFormatError(
+                f"index vectors have dimension {table.index.d} but encoder {encoder.name} gives {encoder.dim}"
+            )
+        self.table = table
+        self.encoder = encoder
+
+    @classmethod
+    def open(cls, index_dir: str | Path) -> "SearchEngine":
+        """Open an index read-only and load the encoder its manifest names."""
+        from awesearch.errors import CheckpointError
+        from awesearch.store import open_for_search
+
+        try:
+            table, encoder = open_for_search(Path(index_dir))
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot load the encoder that index {index_dir} was built with: {e}") from None
+        return cls(table, encoder)
+
+    # -- query vectors -----------------------------------------------------------------
+
+    def text_vector(self, text: str) -> np.ndarray:
+        from awesearch.text import text_to_phonemes
+
+        check_text(text)
+        return self.encoder.embed_phonemes([text_to_phonemes(text)])[0]
+
+    def audio_vector(self, path: str | Path, start: float | None = None, end: float | None = None) -> np.ndarray:
+        """Embed the span start..end of a file as one window, with encoder context either side.
+
+        Without start/end the file is a short clip (at most MAX_WHOLE_FILE_S) and the span is its speech:
+        from the start of the first to the end of the last VAD region, as the indexer's windows are cut.
+        """
+        from awesearch.audio import SAMPLE_RATE, load_audio, probe_duration
+
+        path = Path(path)
+        check_span(path, start, end)
+        if start is None:
+            start, end = self._speech_span(path)
+        what = f"{path} [{start:.2f}..{end:.2f} s]"
+        ctx = float(self.encoder.context_s)
+        # Start decoding on the encoder's frame grid (indexed chunks start on it too), so the query's
+        # frames line up with the indexed ones and an archived clip embeds (almost) exactly as indexed.
+        frame_s = 1.0 / self.encoder.frame_rate
+        load_start = max(0.0, math.floor((start - ctx) / frame_s + 1e-6) * frame_s)
+        audio = load_audio(path, load_start, end + ctx)
+        available_end = load_start + len(audio) / SAMPLE_RATE  # the file may end before `end`
+        if start >= available_end:
+            raise QueryError(f"--start ({start}) is past the end of {path} ({probe_duration(path):.2f} s long)")
+        end = min(end, available_end)
+        lo = int(round((start - load_start) * SAMPLE_RATE))
+        hi = int(round((end - load_start) * SAMPLE_RATE))
+        check_audio(audio[lo:hi], SAMPLE_RATE, what)
+        window = np.array([[start - load_start, end - load_start]], dtype=np.float64)
+        return self.encoder.embed_windows(audio, window)[0]
+
+    @staticmethod
+    def _speech_span(path: Path) -> tuple[float, float]:
+        """(start, end) seconds of the speech in a short clip; QueryError if it is long, silent or too much speech."""
+        from awesearch.audio import SAMPLE_RATE, load_audio, probe_duration
+        from awesearch.vad import speech_regions
+
+        duration = probe_duration(path)
+        if duration > MAX_WHOLE_FILE_S:
+            raise QueryError(
+                f"{path} is {duration:.1f} s long; give --start and --end around the word to search for"
+            )
+        audio = load_audio(path)
+        check_audio(audio, SAMPLE_RATE, str(path))
+        regions = speech_regions(audio)
+        if not regions:
+            raise QueryError(f"audio query {path} has no speech (voice activity detection found none)")
+        start, end = regions[0][0], regions[-1][1]
+        if end - start > MAX_AUDIO_QUERY_S:
+            raise QueryError(
+                f"{path} holds {end - start:.2f} s of speech; query by example takes one to four words "
+                f"(at most {MAX_AUDIO_QUERY_S} s): give --start and --end"
+            )
+        return start, end
+
+    # -- searches ------------------------------------------------------------------------
+
+    def search_text(self, text: str, k: int = 10, threshold: float | None = None) -> list[Hit]:
+        return search_vector(self.table, self.text_vector(text), k, threshold)
+
+    def search_texts(self, texts: list[str], k: int = 10, threshold: float | None = None) -> list[list[Hit]]:
+        """Many text queries at once: one embedding batch, one FAISS call (the --queries path)."""
+        from awesearch.text import text_to_phonemes
+
+        if not texts:
+            return []
+        for text in texts:
+            check_text(text)
+        vectors = self.encoder.embed_phonemes([text_to_phonemes(t) for t in texts])
+        return search_vectors(self.table, vectors, k, threshold)
+
+    def search_audio(
+        self,
+        path: str | Path,
+        start: float | None = None,
+        end: float | None = None,
+        k: int = 10,
+        threshold: float | None = None,
+    ) -> list[Hit]:
+        return search_vector(self.table, self.audio_vector(path, start, end), k, threshold)
+
+    def search(
+        self,
+        text: str | None = None,
+        audio: str | Path | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        k: int = 10,
+        threshold: float | None = None,
+    ) -> list[Hit]:
+        """Text, audio, or both fused (mean of the two cosine scores per window)."""
+        if text is None and audio is None:
+            raise QueryError("give a text query, an audio query, or both")
+        if audio is None and (start is not None or end is not None):
+            raise QueryError("--start/--end need an audio query (--audio)")
+        vectors = []
+        if text is not None:
+            vectors.append(self.text_vector(text))
+        if audio is not None:
+            vectors.append(self.audio_vector(audio, start, end))
+        query = np.mean(np.stack(vectors), axis=0).astype(np.float32)
+        return search_vector(self.table, query, k, threshold)

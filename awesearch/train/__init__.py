@@ -1,0 +1,1 @@
+"""Training-time code: synthetic corpus, augmentation, hard negatives (never needed at run time)."""

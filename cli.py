@@ -1,0 +1,244 @@
+"""awesearch command line: a thin typer layer over the library.
+
+Heavy imports (torch, faiss, the pipeline) happen inside the command functions so `--help` is fast.
+Any AwesearchError becomes one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Search recordings for spoken words with acoustic word embeddings (no transcripts needed).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+INDEX_HELP = "Index directory (default: $AWESEARCH_INDEX, else ./.awesearch)."
+
+
+def fail(message: str) -> "typer.Exit":
+    """Print one line on stderr and return the Exit(1) to raise."""
+    typer.echo(f"awesearch: {message}", err=True)
+    return typer.Exit(1)
+
+
+def resolve_index_dir(index: Optional[Path]) -> Path:
+    """--index, else $AWESEARCH_INDEX, else ./.awesearch."""
+    from awesearch.store import default_index_dir
+
+    return index if index is not None else default_index_dir()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+@app.command()
+def index(
+    paths: List[Path] = typer.Argument(..., help="Audio files or directories (searched recursively)."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Encoder name or checkpoint path (default: the shipped model)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the models (default: all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Index the speech in audio files: wav, flac, ogg, opus, mp3, m4a/aac and the audio of mp4/webm.
+
+    Re-running only embeds new or changed files and drops deleted ones. Unreadable files are skipped with a reason (see `awesearch info`). Exits 1 only if nothing could be indexed.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from awesearch.errors import AwesearchError
+    from indexer import index_paths
+
+    index_dir = resolve_index_dir(index)
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("[bold]indexing"),
+        BarColumn(),
+        TextColumn("{task.fields[hours]}"),
+        TextColumn("{task.fields[files]}"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
+    task = bar.add_task("index", total=None, hours="", files="scanning")
+
+    def on_progress(p) -> None:
+        bar.update(
+            task,
+            total=max(p.total_audio_s / 3600, 1e-9),
+            completed=p.done_audio_s / 3600,
+            hours=f"{p.done_audio_s / 3600:.2f}/{p.total_audio_s / 3600:.2f} h",
+            files=f"{p.files_done}/{p.files_total} files",
+        )
+
+    try:
+        with bar:
+            report = index_paths([str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads)
+    except AwesearchError as e:
+        raise fail(str(e))
+    except KeyboardInterrupt:
+        typer.echo("awesearch: interrupted; the index keeps every file committed so far (run index again to resume)", err=True)
+        raise typer.Exit(130)
+    out = Console()
+    for s in report.skipped:
+        out.print(f"skipped {s.path}: {s.reason}", highlight=False, soft_wrap=True)
+    out.print(
+        f"{report.indexed} indexed, {report.unchanged} unchanged, {report.removed} removed, "
+        f"{len(report.skipped)} skipped; {report.audio_s / 3600:.2f} h of audio "
+        f"({report.speech_s / 3600:.2f} h speech), {report.windows} windows in {report.wall_s:.1f} s "
+        f"({report.realtime_factor:.0f}x real time) -> {index_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not report.ok:
+        raise fail(f"nothing could be indexed under {', '.join(str(p) for p in paths)}")
+
+
+@app.command()
+def info(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+) -> None:
+    """Show what an index holds: files, hours of audio, windows, skipped files, size on disk, encoder."""
+    from awesearch.errors import AwesearchError
+    from awesearch.store import IndexStore
+
+    index_dir = resolve_index_dir(index)
+    try:
+        stats = IndexStore.open(index_dir).stats()
+    except AwesearchError as e:
+        raise fail(str(e))
+    lines = [
+        f"index:    {index_dir.resolve()}",
+        f"encoder:  {stats.encoder_name} (sha256 {stats.encoder_checksum[:12]}, dim {stats.dim})",
+        f"files:    {stats.files} indexed, {len(stats.skipped)} skipped",
+        f"audio:    {stats.audio_s / 3600:.2f} h ({human_duration(stats.audio_s)})",
+        f"windows:  {stats.windows} live ({stats.stored_windows} stored in {stats.segments} segments)",
+        f"size:     {human_bytes(stats.size_bytes)} on disk",
+        f"updated:  {stats.updated}",
+    ]
+    for line in lines:
+        typer.echo(line)
+    if stats.skipped:
+        typer.echo("skipped:")
+        for f in stats.skipped:
+            typer.echo(f"  {f.path}: {f.error}")
+
+
+# -- query: the search engineer's command goes here (awesearch/search.py) ------------------------
+
+
+@app.command()
+def query(
+    text: Optional[str] = typer.Option(None, "--text", "-t", help='Words or a phrase of one to four words, e.g. "prince".'),
+    audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Query by example: an audio file, or with --start/--end a span of it."),
+    start: Optional[float] = typer.Option(None, "--start", help="With --audio: start of the example span in seconds."),
+    end: Optional[float] = typer.Option(None, "--end", help="With --audio: end of the example span in seconds."),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="File of text queries, one per line (blank lines and #comments ignored)."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    top: int = typer.Option(10, "--top", "-k", help="Number of hits (each spoken occurrence is one hit)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum score (cosine similarity, -1..1)."),
+    as_json: bool = typer.Option(False, "--json", help='Print [{"path", "start", "end", "score"}, ...] (with --queries: one {"query", "hits"} per line).'),
+) -> None:
+    """Find where words are spoken: by text (--text), by example (--audio), or both fused into one score.
+
+    Prints file, start-end and score of the best hits, best first. With --text and --audio together each window's score is the mean of its text and audio cosine scores.
+    """
+    import json
+
+    from awesearch.errors import AwesearchError, QueryError
+
+    try:
+        if queries is not None and (text is not None or audio is not None):
+            raise QueryError("--queries cannot be combined with --text or --audio")
+        if queries is None and text is None and audio is None:
+            raise QueryError("give --text, --audio (or both), or --queries FILE")
+        if audio is None and (start is not None or end is not None):
+            raise QueryError("--start/--end need --audio")
+        from awesearch.search import SearchEngine, check_span, check_text, read_queries
+
+        # every check that needs no model or index first, so a bad query fails fast with its own message
+        if text is not None:
+            check_text(text)
+        if audio is not None:
+            check_span(audio, start, end)
+        batch = read_queries(queries) if queries is not None else None
+
+        if batch is None:
+            import faiss
+            import torch
+
+            # One short query: torch has too little work to split, and FAISS parallelises over queries, not
+            # within one; extra threads only add overhead (an audio query embedded ~30x slower with 2 threads
+            # than with 1 on a busy 2-core machine).
+            torch.set_num_threads(1)
+            faiss.omp_set_num_threads(1)
+        engine = SearchEngine.open(resolve_index_dir(index))
+        if batch is None:
+            results = [(text, engine.search(text=text, audio=audio, start=start, end=end, k=top, threshold=threshold))]
+        else:
+            results = list(zip(batch, engine.search_texts(batch, k=top, threshold=threshold)))
+    except AwesearchError as e:
+        raise fail(str(e))
+    if as_json:
+        for q, hits in results:
+            rows = [h.to_dict() for h in hits]
+            typer.echo(json.dumps(rows if batch is None else {"query": q, "hits": rows}))
+        return
+    print_hits(results, titled=batch is not None)
+
+
+def print_hits(results: list, titled: bool) -> None:
+    """Rich tables of (query, hits): rank, file (relative to the working directory when inside it), h:mm:ss.s span, score."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from awesearch.search import format_time
+
+    console = Console()
+    cwd = Path.cwd()
+    for q, hits in results:
+        title = repr(q) if titled else None
+        if not hits:
+            console.print(f"{title}: no hits" if title else "no hits", highlight=False)
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("file", overflow="fold")
+        table.add_column("time", no_wrap=True)
+        table.add_column("score", justify="right")
+        for rank, h in enumerate(hits, 1):
+            p = Path(h.path)
+            shown = p.relative_to(cwd) if p.is_relative_to(cwd) else p
+            table.add_row(str(rank), str(shown), f"{format_time(h.start)}–{format_time(h.end)}", f"{h.score:.3f}")
+        console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The offline pipeline: scan, diff, decode in chunks, VAD, candidate windows, embed, commit.
+
+Each file is streamed in CHUNK_S chunks with CHUNK_PAD_S of extra audio each side; a window belongs to the
+chunk whose core holds its start, so no window is embedded twice and each sees its full encoder context.
+Files are committed in batches (at least every COMMIT_INTERVAL_S of wall time); a killed run loses only
+the files since the last commit, and the next run redoes exactly those.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from awesearch.audio import SAMPLE_RATE, iter_chunks, probe_duration
+from awesearch.errors import AudioDecodeError, AwesearchError
+from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord, IndexWriter, acquire_lock
+from awesearch.vad import speech_regions
+from awesearch.windows import MAX_WINDOW_S, candidate_windows
+
+from .scan import ScannedFile, plan, scan
+
+CHUNK_S = 60.0  # seconds of audio per chunk core
+CHUNK_PAD_S = 4.0  # seconds each side; must exceed MAX_WINDOW_S + encoder context (checked at run time)
+# Chunk starts are multiples of 4 s = 125 VAD frames of 32 ms = a whole number of encoder frames (10, 20 or
+# 40 ms), so every chunk sees the same frame grids as a whole-file pass (and as a query cut from the file).
+COMMIT_INTERVAL_S = 10.0  # seconds of wall time between commits at most (a file in progress finishes first)
+COMMIT_MAX_FILES = 200  # files per commit at most
+TEST_PAUSE_ENV = "AWESEARCH_TEST_PAUSE_S"  # tests only: seconds to sleep after each file and before each publish
+
+
+@dataclass
+class Progress:
+    """What the pipeline reports to its progress callback (after the plan, after each chunk and file)."""
+
+    total_audio_s: float  # seconds of audio to index this run
+    done_audio_s: float  # seconds processed so far (including skipped files' estimated duration)
+    files_total: int
+    files_done: int
+    windows: int  # windows embedded so far
+    current: str  # path being indexed ("" when idle)
+
+
+@dataclass
+class SkippedFile:
+    path: str
+    reason: str  # one line
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0  # files embedded this run
+    unchanged: int = 0  # files already in the index
+    removed: int = 0  # files dropped because they are gone
+    skipped: list[SkippedFile] = field(default_factory=list)
+    audio_s: float = 0.0  # seconds of audio embedded this run
+    speech_s: float = 0.0  # seconds of it inside speech regions
+    windows: int = 0  # windows embedded this run
+    wall_s: float = 0.0  # seconds the run took
+
+    @property
+    def realtime_factor(self) -> float:
+        """Audio seconds indexed per wall second."""
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """False when nothing under the given paths is indexed (every file failed, or none was found)."""
+        return self.indexed + self.unchanged > 0
+
+
+def _test_pause() -> None:
+    pause = os.environ.get(TEST_PAUSE_ENV)
+    if pause:
+        time.sleep(float(pause))
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Use `threads` (default: all cores) for the encoder (the VAD always runs on one, see awesearch.vad)."""
+    import torch
+
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: Callable[[float, int], None]) -> tuple[float, float, int]:
+    """Decode, VAD, window and embed one file into the writer's buffer.
+
+    Returns (audio seconds, speech seconds, windows). Raises AudioDecodeError when the file cannot be decoded.
+    on_chunk(audio seconds of the chunk core, windows in it) is called after every chunk.
+    """
+    if CHUNK_PAD_S <= MAX_WINDOW_S + encoder.context_s:
+        raise AwesearchError(f"chunk pad {CHUNK_PAD_S} s is too small for encoder context {encoder.context_s} s")
+    frame_s = 1.0 / encoder.frame_rate
+    ctx = float(encoder.context_s)
+    audio_s = speech_s = 0.0
+    n_windows = 0
+    for chunk in iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S):
+        samples = chunk.samples
+        regions = speech_regions(samples)
+        core_lo, core_hi = chunk.core_start - chunk.start, chunk.core_end - chunk.start
+        speech_s += sum(max(0.0, min(e, core_hi) - max(s, core_lo)) for s, e in regions)
+        w = candidate_windows(samples, regions)
+        # snap to the encoder's frame grid (file time): pooling is frame-exact, so the stored times are what
+        # was embedded, and a window embeds the same whichever chunk or query span it is computed from
+        w = np.unique(np.round((w + chunk.start) / frame_s) * frame_s - chunk.start, axis=0)
+        w = w[(w[:, 0] >= core_lo - 1e-9) & (w[:, 0] < core_hi - 1e-9) & (w[:, 1] > w[:, 0])]
+        if len(w):
+            # encode only the span the windows need, starting on the encoder's frame grid
+            lo = max(0.0, math.floor((w[:, 0].min() - ctx) / frame_s + 1e-6) * frame_s)
+            hi = min(len(samples) / SAMPLE_RATE, w[:, 1].max() + ctx)
+            frames = encoder.encode_frames(samples[int(round(lo * SAMPLE_RATE)) : int(round(hi * SAMPLE_RATE))])
+            vectors = encoder.pool_windows(frames, w - lo)
+            writer.add_windows(file_id, vectors, np.round(w[:, 0] + chunk.start, 6), np.round(w[:, 1] + chunk.start, 6))
+            n_windows += len(w)
+        audio_s += chunk.core_end - chunk.core_start
+        on_chunk(chunk.core_end - chunk.core_start, len(w))
+    return audio_s, speech_s, n_windows
+
+
+def index_paths(
+    paths: list[str | os.PathLike],
+    index_dir: str | os.PathLike,
+    model: str | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    threads: int | None = None,
+    commit_interval_s: float = COMMIT_INTERVAL_S,
+) -> IndexReport:
+    """Index the audio under `paths` into `index_dir` (created if missing), incrementally and durably.
+
+    Raises IndexLockedError when another indexer runs, IndexFormatError when the index was built by
+    another encoder or format version, AwesearchError when a path does not exist. Files that cannot be
+    read are reported in IndexReport.skipped and recorded in the index; they never stop the run.
+    """
+    from awesearch.encoder import load_encoder
+
+    t0 = time.monotonic()
+    report = IndexReport()
+    report_progress = progress or (lambda p: None)
+    scanned = scan(paths)
+    lock_fd = acquire_lock(index_dir)  # before the slow model loading: a second indexer fails at once
+    try:
+        encoder = load_encoder(model)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    source = os.path.abspath(model) if model and (model.endswith(".pt") or os.sep in model) else (model or encoder.name)
+    with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd) as writer:
+        set_torch_threads(threads)
+        work = plan(paths, scanned, writer.files)
+        report.unchanged = len(work.unchanged) + len(work.touched)
+        report.removed = len(work.removed)
+
+        def skip(s: ScannedFile, reason: str, digest: str = "", duration: float = 0.0) -> FileRecord:
+            report.skipped.append(SkippedFile(s.path, reason))
+            return FileRecord(
+                file_id=writer.new_file_id(), path=s.path, size=s.size, mtime_ns=s.mtime_ns,
+                content_hash=digest, duration=duration, status=STATUS_SKIPPED, error=reason,
+            )
+
+        pending: list[FileRecord] = [skip(s, s.error) for s in work.unreadable] + work.touched
+        durations: list[float] = []
+        todo: list[tuple[ScannedFile, str]] = []
+        for s, digest in work.todo:
+            try:
+                durations.append(probe_duration(s.path))
+                todo.append((s, digest))
+            except AudioDecodeError as e:
+                pending.append(skip(s, _reason(e, s.path), digest))
+        state = Progress(sum(durations), 0.0, len(todo), 0, 0, "")
+        report_progress(state)
+
+        def commit() -> None:
+            writer.commit(pending, work.removed, before_publish=_test_pause)
+            pending.clear()
+
+        last_commit = time.monotonic()
+        for (s, digest), duration in zip(todo, durations):
+            state.current = s.path
+            file_id = writer.new_file_id()
+            done_before = state.done_audio_s
+
+            def on_chunk(chunk_s: float, n: int) -> None:
+                state.done_audio_s = min(done_before + duration, state.done_audio_s + chunk_s)
+                state.windows += n
+                report_progress(state)
+
+            try:
+                audio_s, speech_s, n = embed_file(s.path, encoder, writer, file_id, on_chunk)
+            except AudioDecodeError as e:
+                writer.drop_pending(file_id)
+                pending.append(skip(s, _reason(e, s.path), digest, duration))
+            else:
+                report.indexed += 1
+                report.audio_s += audio_s
+                report.speech_s += speech_s
+                report.windows += n
+                pending.append(
+                    FileRecord(
+                        file_id=file_id, path=s.path, size=s.size, mtime_ns=s.mtime_ns, content_hash=digest,
+                        duration=audio_s, status=STATUS_INDEXED, windows=n,
+                    )
+                )
+            state.files_done += 1
+            state.done_audio_s = done_before + duration
+            report_progress(state)
+            _test_pause()
+            if time.monotonic() - last_commit >= commit_interval_s or len(pending) >= COMMIT_MAX_FILES:
+                commit()
+                last_commit = time.monotonic()
+        if pending or work.removed or writer.manifest.generation == 0:
+            commit()
+        if writer.needs_compaction():
+            writer.compact()
+        state.current = ""
+        report_progress(state)
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def _reason(e: AudioDecodeError, path: str) -> str:
+    """The error's message without the leading path (the summary prints the path beside it)."""
+    msg = str(e)
+    prefix = f"{path}: "
+    return msg[len(prefix) :] if msg.startswith(prefix) else msg
