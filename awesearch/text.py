@@ -11,8 +11,6 @@ import functools
 import re
 import unicodedata
 
-import inflect
-
 from awesearch.errors import QueryError
 from awesearch.g2p import PHONEMES, lookup
 
@@ -28,7 +26,9 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": 
 
 
 @functools.lru_cache(maxsize=1)
-def _inflect() -> inflect.engine:
+def _inflect():
+    import inflect  # slow to import (seconds): only texts with numbers need it
+
     return inflect.engine()
 
 

@@ -63,13 +63,15 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     model.reset_states()
     out = np.empty((n_streams, warm + per_stream), np.float32)
     threads = torch.get_num_threads()
-    torch.set_num_threads(VAD_THREADS)
+    if threads != VAD_THREADS:  # process-wide: the indexer runs with VAD_THREADS already, so it never flips
+        torch.set_num_threads(VAD_THREADS)
     try:
         with torch.inference_mode():
             for step in range(warm + per_stream):
                 out[:, step] = model(batch[:, step], SAMPLE_RATE).reshape(-1).numpy()
     finally:
-        torch.set_num_threads(threads)
+        if threads != VAD_THREADS:
+            torch.set_num_threads(threads)
         model.reset_states()
     return out[:, warm:].reshape(-1)[:n_frames]
 

@@ -4,7 +4,8 @@ For every word type of at least MIN_PHONEMES phonemes in ../shared/eval/real/wor
 all transcripts (``peers.text_search``); a hit is correct if it overlaps a not-yet-matched true
 occurrence of that word in the same recording, with TOLERANCE_S slack either side. AP per word =
 mean over true occurrences of the precision at the rank where each was found (0 if never found);
-the bar is the mean over words (MAP). Audio is read in place, never copied.
+the bar is the mean over words (MAP). Audio is read in place, never copied. Transcripts are cached
+(delete the cache after changing peers.whisper_transcribe's settings).
 
 Usage: nice python benchmarks/whisper_bar.py [--real DIR] [--limit N] [--cache runs/whisper_transcripts.json]
 """

@@ -8,29 +8,37 @@ the files since the last commit, and the next run redoes exactly those.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
-from awesearch.audio import SAMPLE_RATE, iter_chunks, probe_duration
+from awesearch.audio import SAMPLE_RATE, AudioChunk, iter_chunks, probe_duration
 from awesearch.errors import AudioDecodeError, AwesearchError
-from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord, IndexWriter, acquire_lock
+from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord
 from awesearch.vad import speech_regions
 from awesearch.windows import MAX_WINDOW_S, candidate_windows
 
 from .scan import ScannedFile, plan, scan
+from .writer import IndexWriter, acquire_lock
 
 CHUNK_S = 60.0  # seconds of audio per chunk core
 CHUNK_PAD_S = 4.0  # seconds each side; must exceed MAX_WINDOW_S + encoder context (checked at run time)
 # Chunk starts are multiples of 4 s = 125 VAD frames of 32 ms = a whole number of encoder frames (10, 20 or
 # 40 ms), so every chunk sees the same frame grids as a whole-file pass (and as a query cut from the file).
+MALLOC_ARENAS = 2  # glibc malloc arenas (see limit_malloc_arenas)
+M_ARENA_MAX = -8  # glibc mallopt parameter number
+ENCODE_QUANTUM_S = 4.0  # seconds: encoded spans are whole multiples of this (bounded set of tensor shapes)
 COMMIT_INTERVAL_S = 10.0  # seconds of wall time between commits at most (a file in progress finishes first)
 COMMIT_MAX_FILES = 200  # files per commit at most
+ENCODER_THREADS = 1  # torch threads for the encoder: the second core runs decoding + VAD (see embed_file); more
+# intra-op threads made both stages several times slower on a busy 2-core machine
 TEST_PAUSE_ENV = "AWESEARCH_TEST_PAUSE_S"  # tests only: seconds to sleep after each file and before each publish
 
 
@@ -80,20 +88,60 @@ def _test_pause() -> None:
         time.sleep(float(pause))
 
 
+def limit_malloc_arenas() -> bool:
+    """Cap glibc at MALLOC_ARENAS arenas; True when applied (glibc only; elsewhere the allocator differs).
+
+    glibc gives each thread its own arena; audio made by the analysis thread and freed by this one fragmented
+    them and RSS grew ~75 MB per hour of audio. With two arenas it stays flat (benchmarks/index_speed.py)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl and other C libraries: no glibc arenas to cap
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+
+
 def set_torch_threads(threads: int | None) -> int:
-    """Use `threads` (default: all cores) for the encoder (the VAD always runs on one, see awesearch.vad)."""
+    """torch intra-op threads for the encoder (default ENCODER_THREADS; the VAD always runs on one)."""
     import torch
 
-    n = threads or os.cpu_count() or 1
+    n = threads or ENCODER_THREADS
     torch.set_num_threads(n)
     return n
+
+
+@dataclass
+class _AnalysedChunk:
+    chunk: AudioChunk
+    windows: np.ndarray  # [n, 2] seconds relative to chunk.start, on the encoder frame grid, starting in the core
+    speech_s: float  # seconds of speech in the core
+
+
+def _analyse(chunks: Iterator[AudioChunk], frame_s: float) -> _AnalysedChunk | None:
+    """Decode the next chunk, find its speech and its windows (None at the end of the file)."""
+    chunk = next(chunks, None)
+    if chunk is None:
+        return None
+    samples = chunk.samples
+    regions = speech_regions(samples)
+    core_lo, core_hi = chunk.core_start - chunk.start, chunk.core_end - chunk.start
+    speech_s = sum(max(0.0, min(e, core_hi) - max(s, core_lo)) for s, e in regions)
+    w = candidate_windows(samples, regions)
+    # snap to the encoder's frame grid (file time): pooling is frame-exact, so the stored times are what
+    # was embedded, and a window embeds the same whichever chunk or query span it is computed from
+    w = np.unique(np.round((w + chunk.start) / frame_s) * frame_s - chunk.start, axis=0).reshape(-1, 2)
+    w = w[(w[:, 0] >= core_lo - 1e-9) & (w[:, 0] < core_hi - 1e-9) & (w[:, 1] > w[:, 0])]
+    return _AnalysedChunk(chunk, w, speech_s)
 
 
 def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: Callable[[float, int], None]) -> tuple[float, float, int]:
     """Decode, VAD, window and embed one file into the writer's buffer.
 
-    Returns (audio seconds, speech seconds, windows). Raises AudioDecodeError when the file cannot be decoded.
-    on_chunk(audio seconds of the chunk core, windows in it) is called after every chunk.
+    Two stages overlap on two cores: a worker thread decodes chunk k+1 and runs the VAD and windowing on it
+    while this thread embeds chunk k (torch kernels release the GIL). Returns (audio seconds, speech
+    seconds, windows); raises AudioDecodeError when the file cannot be decoded. on_chunk(audio seconds of
+    the chunk core, windows in it) is called after every chunk.
     """
     if CHUNK_PAD_S <= MAX_WINDOW_S + encoder.context_s:
         raise AwesearchError(f"chunk pad {CHUNK_PAD_S} s is too small for encoder context {encoder.context_s} s")
@@ -101,26 +149,27 @@ def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: 
     ctx = float(encoder.context_s)
     audio_s = speech_s = 0.0
     n_windows = 0
-    for chunk in iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S):
-        samples = chunk.samples
-        regions = speech_regions(samples)
-        core_lo, core_hi = chunk.core_start - chunk.start, chunk.core_end - chunk.start
-        speech_s += sum(max(0.0, min(e, core_hi) - max(s, core_lo)) for s, e in regions)
-        w = candidate_windows(samples, regions)
-        # snap to the encoder's frame grid (file time): pooling is frame-exact, so the stored times are what
-        # was embedded, and a window embeds the same whichever chunk or query span it is computed from
-        w = np.unique(np.round((w + chunk.start) / frame_s) * frame_s - chunk.start, axis=0)
-        w = w[(w[:, 0] >= core_lo - 1e-9) & (w[:, 0] < core_hi - 1e-9) & (w[:, 1] > w[:, 0])]
-        if len(w):
-            # encode only the span the windows need, starting on the encoder's frame grid
-            lo = max(0.0, math.floor((w[:, 0].min() - ctx) / frame_s + 1e-6) * frame_s)
-            hi = min(len(samples) / SAMPLE_RATE, w[:, 1].max() + ctx)
-            frames = encoder.encode_frames(samples[int(round(lo * SAMPLE_RATE)) : int(round(hi * SAMPLE_RATE))])
-            vectors = encoder.pool_windows(frames, w - lo)
-            writer.add_windows(file_id, vectors, np.round(w[:, 0] + chunk.start, 6), np.round(w[:, 1] + chunk.start, 6))
-            n_windows += len(w)
-        audio_s += chunk.core_end - chunk.core_start
-        on_chunk(chunk.core_end - chunk.core_start, len(w))
+    chunks = iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="awesearch-analyse") as pool:
+        ahead = pool.submit(_analyse, chunks, frame_s)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(_analyse, chunks, frame_s)  # the generator is only ever advanced by the worker
+            chunk, w = item.chunk, item.windows
+            if len(w):
+                # encode only the span the windows need: whole seconds from the chunk start (on every encoder
+                # frame grid), ENCODE_QUANTUM_S long, so few distinct input shapes reach torch (oneDNN caches
+                # kernels per shape: arbitrary lengths grew memory by ~80 MB per hour of audio)
+                samples = chunk.samples
+                lo = max(0.0, math.floor(w[:, 0].min() - ctx))
+                hi = lo + ENCODE_QUANTUM_S * math.ceil((w[:, 1].max() + ctx - lo) / ENCODE_QUANTUM_S)
+                hi = min(len(samples) / SAMPLE_RATE, hi)
+                frames = encoder.encode_frames(samples[int(round(lo * SAMPLE_RATE)) : int(round(hi * SAMPLE_RATE))])
+                vectors = encoder.pool_windows(frames, w - lo)
+                writer.add_windows(file_id, vectors, np.round(w[:, 0] + chunk.start, 6), np.round(w[:, 1] + chunk.start, 6))
+                n_windows += len(w)
+            speech_s += item.speech_s
+            audio_s += chunk.core_end - chunk.core_start
+            on_chunk(chunk.core_end - chunk.core_start, len(w))
     return audio_s, speech_s, n_windows
 
 
@@ -141,6 +190,7 @@ def index_paths(
     from awesearch.encoder import load_encoder
 
     t0 = time.monotonic()
+    limit_malloc_arenas()
     report = IndexReport()
     report_progress = progress or (lambda p: None)
     scanned = scan(paths)

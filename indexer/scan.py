@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from awesearch.audio import is_audio_path
 from awesearch.errors import AwesearchError
@@ -99,9 +98,7 @@ def plan(roots: list[str | os.PathLike], scanned: list[ScannedFile], committed: 
     """
     abs_roots = [_abs(r) for r in roots]
     seen = {s.path for s in scanned}
-    removed = {
-        p for p in committed if (p not in seen and _under(p, abs_roots)) or (p not in seen and not os.path.lexists(p))
-    }
+    removed = {p for p in committed if p not in seen and (_under(p, abs_roots) or not os.path.lexists(p))}
     out = Plan(todo=[], unchanged=[], touched=[], unreadable=[], removed=removed)
     for s in scanned:
         if s.error:

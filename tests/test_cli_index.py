@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from helpers import write_audio
 
 runner = CliRunner()
 
@@ -71,7 +69,7 @@ def test_nothing_indexable_exits_1(tmp_path):
 
 
 def test_library_errors_are_one_line(corpus, tmp_path):
-    from awesearch.store import IndexWriter
+    from indexer.writer import IndexWriter
     from awesearch.encoder import load_encoder
 
     idx = tmp_path / "idx"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from awesearch.errors import AwesearchError, IndexFormatError
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, IndexStore
-from helpers import noise, resample, speech, tone, truncate, window_rows, write_audio
+from helpers import noise, tone, truncate, write_audio
 from indexer import index_paths
 from indexer import pipeline
 from awesearch.windows import MIN_WINDOW_S

@@ -18,8 +18,8 @@ from awesearch.store import (
     STATUS_SKIPPED,
     FileRecord,
     IndexStore,
-    IndexWriter,
 )
+from indexer.writer import IndexWriter
 
 DIM = 8
 
@@ -202,7 +202,7 @@ def test_lock_across_processes(tmp_path):
     code = (
         "import sys; sys.path[:0] = sys.argv[2:]\n"
         "from test_store import FakeEncoder\n"
-        "from awesearch.store import IndexWriter\n"
+        "from indexer.writer import IndexWriter\n"
         "from awesearch.errors import IndexLockedError\n"
         "try:\n    IndexWriter.open(sys.argv[1], FakeEncoder())\nexcept IndexLockedError as e:\n    print(e); sys.exit(3)\n"
     )
@@ -231,3 +231,17 @@ def test_many_small_segments_are_merged(tmp_path):
     assert after.paths == before.paths and after.index.ntotal == before.index.ntotal
     np.testing.assert_array_equal(after.index.reconstruct_n(0, after.index.ntotal), before.index.reconstruct_n(0, before.index.ntotal))
     assert len(list(tmp_path.glob("seg-*"))) == 2
+
+
+def test_reader_retries_when_a_writer_collected_its_files(tmp_path):
+    enc = FakeEncoder()
+    with IndexWriter.open(tmp_path, enc) as w:
+        r, _ = add_file(w, "/x/a.wav", 4, 0)
+        w.commit([r])
+    stale = IndexStore.open(tmp_path)  # a reader that read the manifest ...
+    with IndexWriter.open(tmp_path, enc) as w:  # ... then a writer replaced everything and collected the old files
+        r2, _ = add_file(w, "/x/a.wav", 2, 1)
+        w.commit([r2])
+        w.compact()
+    assert not (tmp_path / f"{stale.manifest.segments[0].name}.faiss").exists()
+    assert stale.load_search_data().index.ntotal == 2  # re-read the manifest and got the new state

@@ -60,6 +60,7 @@ def _time_stretch(audio: np.ndarray, rate: float, n_fft: int = PHASE_VOCODER_FFT
     window = torch.hann_window(n_fft)
     spec = torch.stft(torch.from_numpy(audio), n_fft, hop, window=window, return_complex=True)  # [F, T]
     steps = torch.arange(0, spec.shape[1] - 1, rate)
+    steps = steps[steps < spec.shape[1] - 1]  # a float arange can overshoot its end by rounding
     idx = steps.floor().long()
     frac = (steps - idx).unsqueeze(0)
     a, b = spec[:, idx], spec[:, idx + 1]

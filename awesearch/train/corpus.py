@@ -267,6 +267,8 @@ def build(out: Path, hours: float, seed: int, jobs: int, engine_names: tuple[str
                 pending.append(pool.apply_async(_build_shard_job, ((out, seed, shard, tuple(sorted(engines))),)))
                 shard += 1
             stats = pending.pop(0).get()
+            if stats["utterances"] == 0:
+                raise RuntimeError(f"shard {stats['shard']} ({stats['engine']}) produced no utterance: {stats['failures']}")
             done_stats.append(stats)
             total_h += stats["hours"]
             log.info("shard %d (%s): %.2f h in %.0f s cpu; total %.2f / %.1f h", stats["shard"], stats["engine"], stats["hours"], stats["cpu_s"], total_h, hours)

@@ -33,6 +33,11 @@ UNIFORM_SHARE = 0.5  # share of draws uniform over word types
 _WORD = re.compile(r"^[a-z]+(?:'[a-z]+)?$")
 _SINGLE_LETTER_WORDS = {"a", "i"}
 _VOWEL = re.compile(r"[aeiouy]")
+# Abbreviations that synthesisers expand or spell out ("dr" -> "doctor", "tv" -> "t v"): not words to record.
+ABBREVIATIONS = frozenset(
+    "dr st mr mrs ms jr sr http https www com tv inc ltd vs etc ft mt dept govt ave blvd rd hwy usa uk eu "
+    "nyc dc ny ca tx fl la nj pa nba nfl fbi cia ceo cnn bbc ok pc dvd cd usb gps pdf faq diy lol omg".split()
+)
 
 # Proper names: first names, surnames and places (wordfreq lists them in lowercase among words).
 PROPER_NAMES: tuple[str, ...] = tuple(
@@ -111,7 +116,7 @@ def build_lexicon(size: int = LEXICON_SIZE) -> tuple[LexiconEntry, ...]:
     for word in wordfreq.top_n_list("en", 2 * size, wordlist="large"):
         if len(entries) >= size:
             break
-        if not _usable(word) or word in entries:
+        if not _usable(word) or word in entries or word in ABBREVIATIONS:
             continue
         if word not in cmu and not _VOWEL.search(word):
             continue  # an acronym: synthesisers spell it out, unlike its predicted pronunciation

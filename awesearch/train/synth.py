@@ -233,6 +233,7 @@ class PocketsphinxAligner:
     For engines without their own word timings."""
 
     FRAME_S = 0.01  # seconds per pocketsphinx frame
+    PAD_S = 0.2  # seconds of silence added around the audio while aligning
 
     def __init__(self) -> None:
         from pocketsphinx import Decoder
@@ -247,14 +248,16 @@ class PocketsphinxAligner:
                     self._dec.add_word(w, " ".join(p), True)
                 self._known.add(w)
         self._dec.set_align_text(" ".join(words))
+        pad = np.zeros(int(self.PAD_S * SAMPLE_RATE), np.float32)  # leading/trailing silence helps short inputs
         self._dec.start_utt()
-        self._dec.process_raw((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes(), False, True)
+        self._dec.process_raw((np.clip(np.concatenate([pad, audio, pad]), -1, 1) * 32767).astype(np.int16).tobytes(), False, True)
         self._dec.end_utt()
         segments = self._dec.seg() if self._dec.hyp() is not None else None
         if segments is None:
             raise EngineError(f"pocketsphinx could not align {' '.join(words)!r}")
         got = [
-            WordTiming(seg.word.split("(")[0], seg.start_frame * self.FRAME_S, (seg.end_frame + 1) * self.FRAME_S)
+            WordTiming(seg.word.split("(")[0], max(0.0, seg.start_frame * self.FRAME_S - self.PAD_S),
+                       min(len(audio) / SAMPLE_RATE, (seg.end_frame + 1) * self.FRAME_S - self.PAD_S))
             for seg in segments
             if seg.word not in ("<s>", "</s>", "<sil>", "(NULL)") and not seg.word.startswith("+")
         ]

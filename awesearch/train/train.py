@@ -54,7 +54,7 @@ class TrainConfig:
     dwd_weight: float = 1.0
     dwd_temperature: float = 0.1
     margin: float = 0.2  # hardest-negative margin, in cosine
-    jitter_s: float = 0.05  # +-50 ms boundary jitter: indexer windows never hit word edges exactly
+    jitter_s: float = 0.08  # +-80 ms boundary jitter: indexer windows are within 0.1 s of word edges, never exactly on them
     max_context_s: float = 0.4  # random audio kept either side of the window (receptive field is +-0.25 s)
     noise_prob: float = 0.5  # fraction of crops with additive noise / channel effects
     val_every: int = 250

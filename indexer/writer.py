@@ -1,0 +1,265 @@
+"""The single writer of an index: the lock, buffered segments, atomic commits, garbage collection, compaction.
+
+The format and the read side are awesearch/store.py (see its docstring for the layout and the durability
+argument); this module only ever adds files under fresh names and then replaces manifest.json atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from awesearch.errors import IndexLockedError, IndexMissingError
+from awesearch.store import (
+    COMPACT_DEAD_FRACTION,
+    COMPACT_MIN_SEGMENTS,
+    LOCK_NAME,
+    MANIFEST_NAME,
+    OWN_FILE,
+    SEGMENT_MAX_WINDOWS,
+    FileRecord,
+    IndexStore,
+    Manifest,
+    SegmentInfo,
+    atomic_write_bytes,
+    check_encoder_matches,
+    files_schema,
+    now_utc,
+    write_parquet,
+    write_segment,
+)
+
+
+def acquire_lock(directory: str | os.PathLike) -> int:
+    """Create the index directory if needed and take its writer lock; returns the fd that holds it.
+    IndexLockedError at once when another writer has it."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise IndexMissingError(f"cannot create index at {directory}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexLockedError(f"index is locked: another awesearch indexer is writing {directory}") from None
+    return fd
+
+
+class IndexWriter:
+    """The single writer of an index directory: holds the lock, buffers windows, commits atomically.
+
+    Usage:
+        with IndexWriter.open(dir, encoder) as w:
+            fid = w.new_file_id()
+            w.add_windows(fid, vectors, starts, ends)      # as many times as needed
+            w.commit(records=[FileRecord(file_id=fid, ...)], removed_paths=set())
+    Windows of a file become visible only when a commit lists its record with status "indexed".
+    """
+
+    def __init__(self, directory: Path, manifest: Manifest, lock_fd: int):
+        self.directory = directory
+        self.manifest = manifest
+        self._lock_fd = lock_fd
+        self._files = {f.path: f for f in IndexStore(directory, manifest).load_files()}
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_n = 0
+        self._new_segments: list[SegmentInfo] = []  # written, not yet in a committed manifest
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, encoder, source: str | None = None, lock_fd: int | None = None) -> "IndexWriter":
+        """Lock (unless lock_fd from acquire_lock is given), check or create the manifest, collect garbage.
+
+        source: what load_encoder should be given to get the encoder back (default: its name)."""
+        directory = Path(directory)
+        fd = acquire_lock(directory) if lock_fd is None else lock_fd
+        try:
+            if (directory / MANIFEST_NAME).exists():
+                manifest = IndexStore.open(directory).manifest
+                check_encoder_matches(manifest, encoder, directory)
+            else:
+                now = now_utc()
+                manifest = Manifest(
+                    encoder_name=encoder.name,
+                    encoder_checksum=encoder.checksum,
+                    dim=int(encoder.dim),
+                    feature_config=asdict(encoder.feature_config),
+                    encoder_source=source or encoder.name,
+                    created=now,
+                    updated=now,
+                )
+            writer = cls(directory, manifest, fd)
+            writer.collect_garbage()
+            return writer
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> "IndexWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # state ---------------------------------------------------------------------------------
+
+    @property
+    def files(self) -> dict[str, FileRecord]:
+        """Committed files by path."""
+        return dict(self._files)
+
+    def new_file_id(self) -> int:
+        fid = self.manifest.next_file_id
+        self.manifest.next_file_id += 1
+        return fid
+
+    def _next_name(self, prefix: str) -> str:
+        n = self.manifest.next_number
+        self.manifest.next_number += 1
+        return f"{prefix}-{n:06d}"
+
+    # windows -------------------------------------------------------------------------------
+
+    def add_windows(self, file_id: int, vectors: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Buffer windows of a file (vectors [n, dim], L2-normalised); flushed to segment files as they fill."""
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dim:
+            raise ValueError(f"vectors must be [n, {self.manifest.dim}], got {vectors.shape}")
+        n = len(vectors)
+        if n == 0:
+            return
+        self._pending.append(
+            (vectors.astype(np.float16), np.full(n, file_id, np.int64), np.asarray(starts, np.float64), np.asarray(ends, np.float64))
+        )
+        self._pending_n += n
+        if self._pending_n >= SEGMENT_MAX_WINDOWS:
+            self._flush()
+
+    def drop_pending(self, file_id: int) -> None:
+        """Forget buffered windows of a file that failed half way (any already flushed stay dead rows)."""
+        kept = []
+        for p in self._pending:
+            keep = p[1] != file_id
+            if keep.any():
+                kept.append(tuple(c[keep] for c in p))
+        self._pending = kept
+        self._pending_n = sum(len(p[0]) for p in kept)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        cols = [np.concatenate([p[i] for p in self._pending]) for i in range(4)]
+        self._pending, self._pending_n = [], 0
+        self._new_segments.append(write_segment(self.directory, self._next_name("seg"), *cols))
+
+    def commit(
+        self,
+        records: list[FileRecord],
+        removed_paths: set[str] | frozenset = frozenset(),
+        before_publish: Callable[[], None] | None = None,
+    ) -> None:
+        """Atomically publish the buffered windows and the new file records (replacing records of the same
+        path), and drop removed paths. After this returns, a crash keeps exactly this state.
+        before_publish runs after every new file is durable and before the manifest names them (tests)."""
+        self._flush()
+        files = dict(self._files)
+        for path in removed_paths:
+            files.pop(path, None)
+        for r in records:
+            files[r.path] = r
+        ordered = sorted(files.values(), key=lambda r: r.file_id)
+        table_name = f"{self._next_name('files')}.parquet"
+        write_parquet(
+            self.directory / table_name,
+            {
+                "file_id": [r.file_id for r in ordered],
+                "path": [r.path for r in ordered],
+                "size": [r.size for r in ordered],
+                "mtime_ns": [r.mtime_ns for r in ordered],
+                "content_hash": [r.content_hash for r in ordered],
+                "duration_s": [float(r.duration) for r in ordered],
+                "status": [r.status for r in ordered],
+                "error": [r.error for r in ordered],
+                "windows": [int(r.windows) for r in ordered],
+            },
+            files_schema(),
+        )
+        if before_publish is not None:
+            before_publish()
+        m = self.manifest
+        m.segments = m.segments + self._new_segments
+        m.files_table = table_name
+        m.generation += 1
+        m.updated = now_utc()
+        atomic_write_bytes(self.directory / MANIFEST_NAME, m.to_json().encode())
+        self._new_segments = []
+        self._files = files
+
+    # maintenance ---------------------------------------------------------------------------
+
+    def collect_garbage(self) -> list[str]:
+        """Delete our files that the committed manifest does not name (left by a killed or finished writer)."""
+        referenced = IndexStore(self.directory, self.manifest).referenced_names()
+        referenced |= {f"{s.name}.{ext}" for s in self._new_segments for ext in ("faiss", "parquet")}
+        removed = []
+        for entry in os.scandir(self.directory):
+            if entry.is_file(follow_symlinks=False) and OWN_FILE.match(entry.name) and entry.name not in referenced:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        return removed
+
+    def _segment_live(self) -> list[tuple[SegmentInfo, int]]:
+        """(segment, live windows in it) for every committed segment."""
+        import pyarrow.parquet as pq
+
+        live = IndexStore(self.directory, self.manifest).live_file_ids(list(self._files.values()))
+        out = []
+        for seg in self.manifest.segments:
+            ids = pq.read_table(self.directory / f"{seg.name}.parquet", columns=["file_id"]).column("file_id").to_numpy()
+            out.append((seg, int(np.isin(ids, live).sum())))
+        return out
+
+    def _compaction_victims(self) -> list[SegmentInfo]:
+        """Segments worth rewriting: those with many dead windows, and the small ones once there are many."""
+        stats = self._segment_live()
+        dirty = [s for s, n in stats if s.windows and (s.windows - n) / s.windows > COMPACT_DEAD_FRACTION]
+        small = [s for s, n in stats if s.windows < SEGMENT_MAX_WINDOWS // 2 and s not in dirty]
+        return dirty + (small if len(small) > COMPACT_MIN_SEGMENTS else [])
+
+    def needs_compaction(self) -> bool:
+        return bool(self._compaction_victims())
+
+    def compact(self) -> None:
+        """Rewrite the victim segments keeping only live windows, packed into segments of up to
+        SEGMENT_MAX_WINDOWS; other segments are left alone. Committed atomically like any other change."""
+        if self._pending or self._new_segments:
+            raise RuntimeError("commit before compacting")
+        victims = self._compaction_victims()
+        if not victims:
+            return
+        reader = IndexStore(self.directory, self.manifest)
+        live = reader.live_file_ids(list(self._files.values()))
+        for seg in victims:
+            v, f, s, e = reader.read_segment(seg)
+            keep = np.isin(f, live)
+            if keep.any():
+                self._pending.append((v[keep], f[keep], s[keep], e[keep]))
+                self._pending_n += int(keep.sum())
+                if self._pending_n >= SEGMENT_MAX_WINDOWS:
+                    self._flush()
+        self._flush()
+        gone = {s.name for s in victims}
+        self.manifest.segments = [s for s in self.manifest.segments if s.name not in gone]
+        self.commit(records=[])
+        self.collect_garbage()
