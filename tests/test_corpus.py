@@ -29,6 +29,7 @@ def test_oov_split_is_deterministic_and_spares_common_words():
     assert L.is_oov_word("Word7") == L.is_oov_word("word7")
 
 
+@pytest.mark.slow
 def test_small_lexicon_and_sampler():
     lex = L.build_lexicon(300)
     words = [e.word for e in lex]

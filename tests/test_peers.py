@@ -23,6 +23,7 @@ def speech():
     return s.audio, {w.word: (w.start, w.end) for w in s.words}
 
 
+@pytest.mark.slow
 def test_text_search_phrases():
     W = peers.WordHit
     words = [W("The", 0.0, 0.2, 0.9), W("lazy", 0.2, 0.5, 0.5), W("River.", 0.5, 0.9, 0.7), W("in", 1.0, 1.1, 1.0), W("1813", 1.1, 1.8, 0.8)]

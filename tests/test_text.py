@@ -57,6 +57,7 @@ def test_empty_query_raises():
         text.text_to_phonemes("  ?! ")
 
 
+@pytest.mark.slow
 def test_matches_reference_g2p_en_predictor():
     """Our numpy predictor reproduces g2p_en's own G2p.predict on the same weights."""
     nltk = pytest.importorskip("nltk")
