@@ -105,11 +105,16 @@ def whisper_features(corpus_dir: Path, utts: list) -> list[np.ndarray]:
     return feats
 
 
-def load_tokens(corpus_dir: Path, seed: int = 0, whisper: bool = False) -> tuple[TokenBank, TokenBank]:
-    """Read a corpus (awesearch.train.corpus format) into train and validation token banks."""
+def load_tokens(corpus_dir: Path, seed: int = 0, whisper: bool = False, max_utterances: int | None = None) -> tuple[TokenBank, TokenBank]:
+    """Read a corpus (awesearch.train.corpus format) into train and validation token banks.
+
+    max_utterances: a seeded random subset (for front ends whose features are costly to precompute).
+    """
     from .corpus import CorpusReader
 
     utts = list(CorpusReader(corpus_dir))
+    if max_utterances is not None and max_utterances < len(utts):
+        utts = random.Random(seed).sample(utts, max_utterances)
     all_feats = whisper_features(corpus_dir, utts) if whisper else [None] * len(utts)
 
     rng = random.Random(seed)

@@ -58,6 +58,7 @@ class TrainConfig:
     max_context_s: float = 0.4  # random audio kept either side of the window (receptive field is +-0.25 s)
     noise_prob: float = 0.5  # fraction of crops with additive noise / channel effects
     val_every: int = 250
+    max_utterances: int | None = None  # train on a seeded subset of the corpus (None: all of it)
     threads: int = 2
     dims: ModelDimensions = field(default_factory=ModelDimensions)
 
@@ -167,7 +168,7 @@ def train(cfg: TrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     fc = FeatureConfig()
-    train_bank, val_bank = load_tokens(cfg.corpus, whisper=cfg.dims.frontend == "whisper")
+    train_bank, val_bank = load_tokens(cfg.corpus, cfg.seed, cfg.dims.frontend == "whisper", cfg.max_utterances)
     from .augment import random_augment as augment
     print(f"train: {train_bank.describe()} | val: {val_bank.describe()} | augmented share: {cfg.noise_prob}", flush=True)
     model = AWEModel(cfg.dims)
@@ -222,13 +223,14 @@ def main() -> None:
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--frontend", choices=["mel", "whisper"], default="mel")
+    p.add_argument("--max-utterances", type=int, default=None, help="train on a seeded subset of the corpus")
     p.add_argument("--noise-prob", type=float, default=0.5, help="share of crops augmented (0 disables augmentation)")
     args = p.parse_args()
     dims = ModelDimensions() if args.frontend == "mel" else ModelDimensions(
         frontend="whisper", n_input=384, frame_stride=1, channels=256, dilations=(1, 2))
     cfg = TrainConfig(corpus=args.corpus, out=args.out, name=args.name, steps=args.steps, seed=args.seed,
                       words_per_batch=args.words_per_batch, val_every=args.val_every, threads=args.threads, dims=dims,
-                      noise_prob=args.noise_prob)
+                      noise_prob=args.noise_prob, max_utterances=args.max_utterances)
     result = train(cfg)
     print("best", json.dumps(result["best"]))
 
