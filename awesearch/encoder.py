@@ -23,6 +23,7 @@ CHECKPOINT_MAGIC = "awesearch-encoder"
 CHECKPOINT_VERSION = 1
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = "awe-mel-v1"
+CHECKSUMS = ASSETS / "SHA256SUMS"  # "<sha256>  <file>" lines for every shipped checkpoint
 RANDOM_MODEL = "random"  # a small randomly initialised model: plumbing tests only, it finds nothing meaningful
 CONTEXT_S = 0.3  # seconds of audio each side of a window that the frame encoder looks at (receptive field ~0.25 s)
 MIN_WINDOW_S = 0.1  # shorter spans cannot be embedded meaningfully
@@ -172,6 +173,13 @@ def random_encoder(seed: int = 0) -> Encoder:
     return Encoder(model, FeatureConfig(), name=RANDOM_MODEL, checksum=digest)
 
 
+def shipped_checksums() -> dict[str, str]:
+    if not CHECKSUMS.is_file():
+        return {}
+    pairs = (line.split() for line in CHECKSUMS.read_text().splitlines() if line.strip())
+    return {name: digest for digest, name in pairs}
+
+
 def available_models() -> list[str]:
     return sorted(p.stem for p in ASSETS.glob("*.pt")) + [RANDOM_MODEL]
 
@@ -183,7 +191,11 @@ def load_encoder(name: str | None = None) -> Encoder:
         return random_encoder()
     shipped = ASSETS / f"{name}.pt"
     if shipped.is_file():
-        return load_checkpoint(shipped)
+        enc = load_checkpoint(shipped)
+        expected = shipped_checksums().get(shipped.name)
+        if expected != enc.checksum:
+            raise CheckpointError(f"shipped checkpoint {shipped.name} does not match its checksum in {CHECKSUMS.name}; reinstall awesearch")
+        return enc
     if name.endswith(".pt") or "/" in name:
         return load_checkpoint(Path(name))
     raise CheckpointError(f"unknown encoder {name!r}; available: {', '.join(available_models())}")

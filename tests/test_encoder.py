@@ -146,3 +146,25 @@ def test_shipped_encoder_same_word_two_voices_closer_than_confusable():
     t = enc.embed_phonemes([word_phonemes("prince")])[0]
     c = _word_embedding(enc, "they saw the princess today", "princess", "en-gb-x-rp")
     assert float(t @ b) > float(t @ c)
+
+
+def test_shipped_checkpoint_is_checked_against_its_checksum(tmp_path, monkeypatch):
+    import awesearch.encoder as E
+
+    dims = ModelDimensions(channels=16, hidden=32, embed_dim=8, phone_embed=8, text_channels=8, text_layers=1)
+    digest = save_checkpoint(tmp_path / "tiny.pt", AWEModel(dims), FeatureConfig(), "tiny", {})
+    monkeypatch.setattr(E, "ASSETS", tmp_path)
+    monkeypatch.setattr(E, "CHECKSUMS", tmp_path / "SHA256SUMS")
+    (tmp_path / "SHA256SUMS").write_text(f"{digest}  tiny.pt\n")
+    assert E.load_encoder("tiny").checksum == digest
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  tiny.pt\n")
+    with pytest.raises(CheckpointError, match="checksum"):
+        E.load_encoder("tiny")
+
+
+@shipped
+def test_every_shipped_checkpoint_has_a_checksum():
+    import awesearch.encoder as E
+
+    names = {p.name for p in ASSETS.glob("*.pt")}
+    assert names <= set(E.shipped_checksums())

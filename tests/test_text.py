@@ -77,3 +77,12 @@ def test_import_does_not_touch_nltk():
     code = "import sys, awesearch.text as t; t.word_phonemes('zorblaxian'); print('nltk' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_scanning_lookup_agrees_with_the_parsed_dictionary():
+    """Queries look words up by scanning the raw text; it must give what the full parse gives."""
+    import random
+
+    full = g2p.cmu_lexicon()
+    words = random.Random(0).sample(sorted(full), 200) + ["read", "don't", "'cause", "a"]
+    assert [g2p._scan(w) for w in words] == [full[w] for w in words]
