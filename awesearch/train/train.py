@@ -59,6 +59,7 @@ class TrainConfig:
     noise_prob: float = 0.5  # fraction of crops with additive noise / channel effects
     val_every: int = 250
     max_utterances: int | None = None  # train on a seeded subset of the corpus (None: all of it)
+    init: Path | None = None  # continue from this checkpoint's weights (its dims win over `dims`)
     threads: int = 2
     dims: ModelDimensions = field(default_factory=ModelDimensions)
 
@@ -168,10 +169,16 @@ def train(cfg: TrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     fc = FeatureConfig()
+    if cfg.init is not None:
+        from ..encoder import load_checkpoint
+
+        model = load_checkpoint(cfg.init).model.train()
+        cfg.dims = model.dims
+    else:
+        model = AWEModel(cfg.dims)
     train_bank, val_bank = load_tokens(cfg.corpus, cfg.seed, cfg.dims.frontend == "whisper", cfg.max_utterances)
     from .augment import random_augment as augment
     print(f"train: {train_bank.describe()} | val: {val_bank.describe()} | augmented share: {cfg.noise_prob}", flush=True)
-    model = AWEModel(cfg.dims)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
@@ -223,14 +230,17 @@ def main() -> None:
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--frontend", choices=["mel", "whisper"], default="mel")
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-utterances", type=int, default=None, help="train on a seeded subset of the corpus")
     p.add_argument("--noise-prob", type=float, default=0.5, help="share of crops augmented (0 disables augmentation)")
     args = p.parse_args()
     dims = ModelDimensions() if args.frontend == "mel" else ModelDimensions(
-        frontend="whisper", n_input=384, frame_stride=1, channels=256, dilations=(1, 2))
+        frontend="whisper", n_input=384, frame_stride=1, channels=128, dilations=(1, 2))
     cfg = TrainConfig(corpus=args.corpus, out=args.out, name=args.name, steps=args.steps, seed=args.seed,
                       words_per_batch=args.words_per_batch, val_every=args.val_every, threads=args.threads, dims=dims,
-                      noise_prob=args.noise_prob, max_utterances=args.max_utterances)
+                      noise_prob=args.noise_prob, max_utterances=args.max_utterances,
+                      init=args.init, lr=args.lr)
     result = train(cfg)
     print("best", json.dumps(result["best"]))
 
