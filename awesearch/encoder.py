@@ -22,7 +22,7 @@ from .model import AWEModel, ModelDimensions
 CHECKPOINT_MAGIC = "awesearch-encoder"
 CHECKPOINT_VERSION = 1
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_MODEL = "awe-mel-v1"
+DEFAULT_MODEL = "awe-whisper-v1"  # chosen by measurement on real speech: README "Choosing the default encoder"
 CHECKSUMS = ASSETS / "SHA256SUMS"  # "<sha256>  <file>" lines for every shipped checkpoint
 RANDOM_MODEL = "random"  # a small randomly initialised model: plumbing tests only, it finds nothing meaningful
 CONTEXT_S = 0.3  # seconds of audio each side of a window that the frame encoder looks at (receptive field ~0.25 s)

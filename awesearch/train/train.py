@@ -10,7 +10,8 @@ plus non-word distractor windows. Losses:
 Windows are cut with jittered boundaries inside random context, then pooled from frames computed
 over the whole crop -- exactly how the indexer embeds windows.
 
-Run: python -m awesearch.train.train --corpus DIR --out awesearch/assets/awe-mel-v1.pt --steps N
+Run: python -m awesearch.train.train --corpus DIR --out PATH [--frontend mel|whisper] --steps N
+(the exact commands behind the shipped checkpoints are in README.md, "Reproducing the checkpoints").
 """
 
 from __future__ import annotations
