@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +48,15 @@ def input_frame_rate(dims: ModelDimensions, fc: FeatureConfig) -> float:
     return fc.frame_rate
 
 
-def phoneme_ids(seq: list[str]) -> list[int]:
+@lru_cache(maxsize=1)
+def _phoneme_index() -> dict[str, int]:
     from .text import PHONEMES
 
-    index = {p: i + 1 for i, p in enumerate(PHONEMES)}
+    return {p: i + 1 for i, p in enumerate(PHONEMES)}  # 0 is padding
+
+
+def phoneme_ids(seq: list[str]) -> list[int]:
+    index = _phoneme_index()
     ids = []
     for p in seq:
         base = p.rstrip("012").upper()
@@ -58,6 +64,16 @@ def phoneme_ids(seq: list[str]) -> list[int]:
             raise QueryError(f"unknown phoneme {p!r}")
         ids.append(index[base])
     return ids
+
+
+def phoneme_batch(seqs: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phoneme sequences -> zero-padded id tensor [B, L] and lengths [B] for the text tower."""
+    ids = [phoneme_ids(s) for s in seqs]
+    lengths = torch.tensor([len(s) for s in ids])
+    padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+    for i, s in enumerate(ids):
+        padded[i, : len(s)] = torch.tensor(s)
+    return padded, lengths
 
 
 class Encoder:
@@ -109,12 +125,7 @@ class Encoder:
     def embed_phonemes(self, seqs: list[list[str]]) -> np.ndarray:
         if not seqs or any(len(s) == 0 for s in seqs):
             raise QueryError("cannot embed an empty phoneme sequence")
-        ids = [phoneme_ids(s) for s in seqs]
-        lengths = torch.tensor([len(s) for s in ids])
-        padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
-        for i, s in enumerate(ids):
-            padded[i, : len(s)] = torch.tensor(s)
-        return self.model.text(padded, lengths).numpy().astype(np.float32)
+        return self.model.text(*phoneme_batch(seqs)).numpy().astype(np.float32)
 
 
 def save_checkpoint(path: Path, model: AWEModel, feature_config: FeatureConfig, name: str, train_info: dict) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..encoder import input_frame_rate, save_checkpoint
+from ..encoder import input_frame_rate, phoneme_batch, save_checkpoint
 from ..features import FeatureConfig, log_mel
 from ..metrics import cross_modal_ap, same_different_ap
 from ..model import AWEModel, ModelDimensions
@@ -129,17 +129,6 @@ def clap_loss(a: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, n_words: i
     log_prob = logits_ta - torch.logsumexp(logits_ta, dim=1, keepdim=True)
     loss_ta = (-(log_prob * pos).sum(1) / pos.sum(1).clamp(min=1)).mean()
     return (loss_at + loss_ta) / 2
-
-
-def phoneme_batch(seqs: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-    from ..encoder import phoneme_ids
-
-    ids = [phoneme_ids(s) for s in seqs]
-    lengths = torch.tensor([len(s) for s in ids])
-    padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
-    for i, s in enumerate(ids):
-        padded[i, : len(s)] = torch.tensor(s)
-    return padded, lengths
 
 
 @torch.no_grad()
