@@ -158,6 +158,8 @@ def query(
     top: int = typer.Option(10, "--top", "-k", help="Number of hits (each spoken occurrence is one hit)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum score (cosine similarity, -1..1)."),
     as_json: bool = typer.Option(False, "--json", help='Print [{"path", "start", "end", "score"}, ...] (with --queries: one {"query", "hits"} per line).'),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Export as csv, json, vtt, audacity, textgrid or eaf (the last four are one file per recording: give --out DIR unless all hits are in one file)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --format: write the export file(s) into this directory instead of printing."),
 ) -> None:
     """Find where words are spoken: by text (--text), by example (--audio), or both fused into one score.
 
@@ -174,6 +176,14 @@ def query(
             raise QueryError("give --text, --audio (or both), or --queries FILE")
         if audio is None and (start is not None or end is not None):
             raise QueryError("--start/--end need --audio")
+        if fmt is not None and as_json:
+            raise QueryError("--json and --format cannot be combined")
+        if out is not None and fmt is None:
+            raise QueryError("--out needs --format")
+        if fmt is not None:
+            from awesearch.export import check_format
+
+            check_format(fmt)
         from awesearch.search import SearchEngine, check_span, check_text, read_queries
 
         # every check that needs no model or index first, so a bad query fails fast with its own message
@@ -197,6 +207,9 @@ def query(
             results = [(text, engine.search(text=text, audio=audio, start=start, end=end, k=top, threshold=threshold))]
         else:
             results = list(zip(batch, engine.search_texts(batch, k=top, threshold=threshold)))
+        if fmt is not None:
+            write_export(results, fmt, out, resolve_index_dir(index))
+            return
     except AwesearchError as e:
         raise fail(str(e))
     if as_json:
@@ -205,6 +218,76 @@ def query(
             typer.echo(json.dumps(rows if batch is None else {"query": q, "hits": rows}))
         return
     print_hits(results, titled=batch is not None)
+
+
+def write_export(results: list, fmt: str, out: Optional[Path], index_dir: Path) -> None:
+    """--format: print the one export document, or write every document into --out."""
+    from awesearch.errors import QueryError
+    from awesearch.export import PER_FILE_FORMATS, export
+    from awesearch.store import IndexStore
+
+    durations = {f.path: f.duration for f in IndexStore.open(index_dir).load_files()} if fmt == "textgrid" else None
+    docs = export([(q or "example", hits) for q, hits in results], fmt, durations)
+    if out is None:
+        if len(docs) != 1:
+            files = f"{len(docs)} recordings" if docs else "no recording"
+            raise QueryError(f"--format {fmt} writes one file per recording and the hits are in {files}: give --out DIR")
+        typer.echo(next(iter(docs.values())), nl=False)
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in docs.items():
+            (out / name).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise QueryError(f"cannot write the export into {out}: {e.strerror or e}") from None
+    kind = "per recording" if fmt in PER_FILE_FORMATS else "table"
+    typer.echo(f"wrote {len(docs)} {fmt} file(s) ({kind}) into {out}", err=True)
+
+
+@app.command()
+def serve(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    port: int = typer.Option(8765, "--port", "-p", help="TCP port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback makes the archive reachable by others."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the default web browser."),
+) -> None:
+    """Serve a local web page to search the index, listen to the hits and export them (read-only).
+
+    Open http://127.0.0.1:8765/?q=prince to run a search on load. The JSON API behind the page is described in the README.
+    """
+    import ipaddress
+
+    from awesearch.errors import AwesearchError
+
+    index_dir = resolve_index_dir(index)
+    if not 0 < port < 65536:
+        raise fail(f"--port must be 1..65535, got {port}")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        typer.echo(f"awesearch: WARNING: serving on {host}: anyone who can reach this machine can search and listen to the archive", err=True)
+    import faiss
+    import torch
+    import uvicorn
+
+    from awesearch.web.app import create_app, open_archive
+
+    torch.set_num_threads(1)  # one short query at a time, as `query` does
+    faiss.omp_set_num_threads(1)
+    try:
+        archive = open_archive(index_dir)
+    except AwesearchError as e:
+        raise fail(str(e))
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    typer.echo(f"awesearch: serving {archive.stats.files} recordings from {archive.index_dir} at {url} (Ctrl+C stops)", err=True)
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(create_app(archive), host=host, port=port, log_level="warning")
 
 
 def print_hits(results: list, titled: bool) -> None:

@@ -1,0 +1,1 @@
+"""`awesearch serve`: a local web page to search, listen and export (app.py, media.py, static/)."""

@@ -1,0 +1,383 @@
+"""The web app of `awesearch serve`: a Starlette app over one SearchEngine, read-only.
+
+    GET  /                         the page (static/index.html; /?q=prince runs that search on load)
+    GET  /api/info                 what the index holds, and the recordings by file id
+    GET  /api/search               text=... | file=ID&start=S&end=E ("more like this"); k, threshold, format
+    POST /api/search               body: an audio clip (query by example); start, end, text, k, threshold, format
+    GET  /api/audio/{id}           a recording by file id, HTTP Range (206), streamed; transcode=1 forces WAV
+    GET  /api/peaks/{id}           start, end, n: [min, max] pairs for a waveform
+
+Files are only ever reached through their file id (a position in the index's file list); no path is
+taken from a request. Every error is a 4xx (or, for a bug, a 500) with a one-line JSON body
+{"error": "..."}. The engine is loaded once; the index the server answers from is the one committed
+when it started, so an indexer running meanwhile never shows a half-written state.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from awesearch.errors import AudioDecodeError, AwesearchError
+from awesearch.export import EXTENSIONS, FORMATS, MEDIA_TYPES, PER_FILE_FORMATS, check_format, export, slug
+from awesearch.web.media import PEAKS_MAX, PEAKS_MAX_SPAN_S, RangeError, audio_source, parse_range, peaks
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_K = 10
+MAX_K = 500  # hits per request
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # an uploaded query clip
+EXAMPLE_LABEL = "example"  # the query name of an audio query in exports
+UPLOAD_SUFFIXES = {  # Content-Type of an upload -> file suffix for the decoder (others: FFmpeg probes the bytes)
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/flac": ".flac",
+    "audio/x-flac": ".flac",
+    "audio/mpeg": ".mp3",
+    "audio/ogg": ".ogg",
+    "audio/webm": ".webm",
+    "video/webm": ".webm",
+    "audio/mp4": ".m4a",
+}
+
+
+class ApiError(AwesearchError):
+    """A request the API refuses, with its HTTP status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Archive:
+    """One opened index: the engine and what the page shows about its recordings."""
+
+    index_dir: Path
+    engine: object  # awesearch.search.SearchEngine
+    stats: object  # awesearch.store.IndexStats
+    durations: list[float]  # seconds, by file id (position in engine.table.paths)
+    ids: dict[str, int] = field(default_factory=dict)  # path -> file id
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one search at a time (the engine is not re-entrant)
+
+    @property
+    def paths(self) -> list[str]:
+        return self.engine.table.paths
+
+
+def open_archive(index_dir: str | Path) -> Archive:
+    """Load the index read-only (AwesearchError when it is missing, damaged or from another encoder)."""
+    from awesearch.search import SearchEngine
+    from awesearch.store import IndexStore
+
+    index_dir = Path(index_dir).resolve()
+    store = IndexStore.open(index_dir)
+    engine = SearchEngine.open(index_dir)
+    by_path = {f.path: f.duration for f in store.load_files()}
+    paths = engine.table.paths
+    return Archive(index_dir, engine, store.stats(), [float(by_path.get(p, 0.0)) for p in paths], {p: i for i, p in enumerate(paths)})
+
+
+# -- parameters ------------------------------------------------------------------------------------
+
+
+def check_params(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ApiError(400, f"unknown parameter {unknown[0]!r}; this endpoint takes {', '.join(sorted(allowed))}")
+
+
+def float_param(request: Request, name: str, lo: float | None = None, hi: float | None = None) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ApiError(400, f"{name} must be a finite number, got {raw!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"in [{lo}, {hi}]"
+        raise ApiError(400, f"{name} must be {bounds}, got {raw!r}")
+    return value
+
+
+def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def file_id_of(archive: Archive, raw) -> int:
+    try:
+        fid = int(raw)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"file id must be a whole number, got {raw!r}") from None
+    if not 0 <= fid < len(archive.paths):
+        raise ApiError(404, f"no recording with file id {fid} (the index has {len(archive.paths)})")
+    return fid
+
+
+def recording(archive: Archive, fid: int) -> Path:
+    path = Path(archive.paths[fid])
+    if not path.is_file():
+        raise ApiError(404, f"recording {fid} ({path.name}) is no longer on disk")
+    return path
+
+
+# -- search ----------------------------------------------------------------------------------------
+
+
+SEARCH_GET_PARAMS = {"text", "file", "start", "end", "k", "threshold", "format"}
+SEARCH_POST_PARAMS = {"text", "start", "end", "k", "threshold", "format", "filename"}
+
+
+def search_options(request: Request) -> dict:
+    """k, threshold (only when given: the engine's default applies otherwise) and the export format."""
+    options = {"k": int_param(request, "k", DEFAULT_K, 1, MAX_K)}
+    threshold = float_param(request, "threshold")
+    if threshold is not None:
+        options["threshold"] = threshold
+    fmt = request.query_params.get("format") or None
+    if fmt is not None:
+        try:
+            check_format(fmt)
+        except AwesearchError as e:
+            raise ApiError(400, str(e)) from None
+    return {"options": options, "format": fmt}
+
+
+def text_param(request: Request) -> str | None:
+    text = request.query_params.get("text")
+    return text if text is not None and text.strip() else None
+
+
+async def run_search(archive: Archive, **query) -> tuple[list, float]:
+    """(hits, milliseconds) of engine.search(**query) in a worker thread."""
+
+    def call():
+        with archive.lock:
+            t0 = time.perf_counter()
+            hits = archive.engine.search(**query)
+            return hits, (time.perf_counter() - t0) * 1000
+
+    return await run_in_threadpool(call)
+
+
+def hit_json(archive: Archive, hit) -> dict:
+    fid = archive.ids[hit.path]
+    return {**hit.to_dict(), "file_id": fid, "audio_url": f"/api/audio/{fid}"}
+
+
+def results_response(archive: Archive, label: str, hits: list, ms: float, fmt: str | None, query: dict) -> Response:
+    if fmt is None:
+        return JSONResponse({"query": query, "hits": [hit_json(archive, h) for h in hits], "elapsed_ms": round(ms, 1)})
+    durations = {p: archive.durations[i] for i, p in enumerate(archive.paths)}
+    docs = export([(label, hits)], fmt, durations)
+    if fmt in PER_FILE_FORMATS and len(docs) != 1:  # none or several recordings: one zip
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, text in docs.items():
+                z.writestr(name, text)
+        name = f"awesearch-{slug(label)}-{fmt}.zip"
+        return Response(buf.getvalue(), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    (name, text), = docs.items()
+    return Response(text, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def search_get(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+    check_params(request, SEARCH_GET_PARAMS)
+    opts = search_options(request)
+    text = text_param(request)
+    start, end = float_param(request, "start", lo=0), float_param(request, "end", lo=0)
+    query: dict = {"text": text}
+    audio = None
+    if request.query_params.get("file") not in (None, ""):
+        fid = file_id_of(archive, request.query_params["file"])
+        if start is None or end is None:
+            raise ApiError(400, "a search by an indexed span needs file, start and end")
+        audio = recording(archive, fid)
+        query.update(file_id=fid, start=start, end=end)
+    elif start is not None or end is not None:
+        raise ApiError(400, "start and end need file= (a span of an indexed recording) or a POSTed clip")
+    elif text is None:
+        raise ApiError(400, "give text= (one to four words) or file=, start= and end=")
+    hits, ms = await run_search(archive, text=text, audio=audio, start=start, end=end, **opts["options"])
+    label = text or (f"like {audio.stem} {start:.1f}s" if audio else EXAMPLE_LABEL)
+    return results_response(archive, label, hits, ms, opts["format"], query)
+
+
+async def read_upload(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise ApiError(413, f"upload is {int(declared) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, f"upload is over the {MAX_UPLOAD_BYTES / 1e6:.0f} MB limit")
+    if not body:
+        raise ApiError(400, "POST /api/search needs an audio clip as the request body")
+    return bytes(body)
+
+
+def upload_suffix(request: Request) -> str:
+    name = request.query_params.get("filename") or ""
+    suffix = Path(name).suffix.lower()
+    if suffix and suffix.isascii() and suffix[1:].isalnum():
+        return suffix
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return UPLOAD_SUFFIXES.get(ctype, ".upload")
+
+
+async def search_post(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+    check_params(request, SEARCH_POST_PARAMS)
+    opts = search_options(request)
+    text = text_param(request)
+    start, end = float_param(request, "start", lo=0), float_param(request, "end", lo=0)
+    body = await read_upload(request)
+    with tempfile.TemporaryDirectory(prefix="awesearch-upload-") as tmp:
+        clip = Path(tmp) / f"clip{upload_suffix(request)}"
+        clip.write_bytes(body)
+        try:
+            hits, ms = await run_search(archive, text=text, audio=clip, start=start, end=end, **opts["options"])
+        except AwesearchError as e:  # the engine names the temporary file; the user knows it as their upload
+            raise type(e)(str(e).replace(str(clip), "uploaded clip")) from None
+    query = {"text": text, "audio": "upload", "start": start, "end": end}
+    return results_response(archive, text or EXAMPLE_LABEL, hits, ms, opts["format"], query)
+
+
+# -- info, audio, peaks ------------------------------------------------------------------------------
+
+
+async def info(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+    check_params(request, set())
+    s = archive.stats
+    return JSONResponse(
+        {
+            "index": str(archive.index_dir),
+            "encoder": s.encoder_name,
+            "encoder_checksum": s.encoder_checksum,
+            "dim": s.dim,
+            "files": s.files,
+            "audio_s": s.audio_s,
+            "hours": s.audio_s / 3600,
+            "windows": s.windows,
+            "updated": s.updated,
+            "skipped": [{"path": f.path, "error": f.error} for f in s.skipped],
+            "recordings": [
+                {"file_id": i, "path": p, "name": Path(p).name, "duration": archive.durations[i], "audio_url": f"/api/audio/{i}"}
+                for i, p in enumerate(archive.paths)
+            ],
+            "formats": list(FORMATS),
+            "format_extensions": EXTENSIONS,
+            "limits": {"max_k": MAX_K, "max_upload_bytes": MAX_UPLOAD_BYTES},
+        }
+    )
+
+
+async def audio(request: Request) -> Response:
+    from awesearch.audio import probe_duration
+
+    archive: Archive = request.app.state.archive
+    check_params(request, {"transcode"})
+    transcode = request.query_params.get("transcode", "0")
+    if transcode not in ("0", "1"):
+        raise ApiError(400, f"transcode must be 0 or 1, got {transcode!r}")
+    path = recording(archive, file_id_of(archive, request.path_params["file_id"]))
+    duration = await run_in_threadpool(probe_duration, path)  # AudioDecodeError -> 422 before any byte is sent
+    source = audio_source(path, duration, transcode == "1")
+    span = parse_range(request.headers.get("range"), source.size)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-cache"}
+    if span is None:
+        headers["Content-Length"] = str(source.size)
+        return StreamingResponse(source.read(0, source.size), media_type=source.media_type, headers=headers)
+    first, last = span
+    headers.update({"Content-Range": f"bytes {first}-{last}/{source.size}", "Content-Length": str(last - first + 1)})
+    return StreamingResponse(source.read(first, last - first + 1), status_code=206, media_type=source.media_type, headers=headers)
+
+
+async def waveform(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+    check_params(request, {"start", "end", "n"})
+    path = recording(archive, file_id_of(archive, request.path_params["file_id"]))
+    start, end = float_param(request, "start", lo=0), float_param(request, "end", lo=0)
+    if start is None or end is None or end <= start:
+        raise ApiError(400, "peaks need start and end seconds with start < end")
+    if end - start > PEAKS_MAX_SPAN_S:
+        raise ApiError(400, f"peaks span at most {PEAKS_MAX_SPAN_S:.0f} s, got {end - start:.1f} s")
+    n = int_param(request, "n", 200, 1, PEAKS_MAX)
+    return JSONResponse({"start": start, "end": end, "peaks": await run_in_threadpool(peaks, path, start, end, n)})
+
+
+async def page(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+
+def error_json(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return error_json(exc.status, str(exc))
+    if isinstance(exc, RangeError):
+        return error_json(416, str(exc))
+    if isinstance(exc, AudioDecodeError):
+        return error_json(422, str(exc))
+    return error_json(400, str(exc))
+
+
+async def on_http_error(request: Request, exc: HTTPException) -> Response:
+    message = {404: f"not found: {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
+    return error_json(exc.status_code, message.get(exc.status_code, exc.detail))
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    return error_json(500, f"internal error ({type(exc).__name__}): {exc}")
+
+
+def create_app(archive: Archive) -> Starlette:
+    routes = [
+        Route("/", page),
+        Route("/api/info", info),
+        Route("/api/search", search_get, methods=["GET"]),
+        Route("/api/search", search_post, methods=["POST"]),
+        Route("/api/audio/{file_id}", audio),
+        Route("/api/peaks/{file_id}", waveform),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={AwesearchError: on_api_error, HTTPException: on_http_error, Exception: on_crash},
+    )
+    app.state.archive = archive
+    return app
