@@ -39,7 +39,7 @@ from awesearch.web.media import PEAKS_MAX, PEAKS_MAX_SPAN_S, RangeError, audio_s
 STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_K = 10
 MAX_K = 500  # hits per request
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # an uploaded query clip
+MAX_UPLOAD_BYTES = 20 * 2**20  # bytes (20 MB, MB = 2**20): an uploaded query clip
 EXAMPLE_LABEL = "example"  # the query name of an audio query in exports
 UPLOAD_SUFFIXES = {  # Content-Type of an upload -> file suffix for the decoder (others: FFmpeg probes the bytes)
     "audio/wav": ".wav",
@@ -233,12 +233,12 @@ async def search_get(request: Request) -> Response:
 async def read_upload(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise ApiError(413, f"upload is {int(declared) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+        raise ApiError(413, f"upload is {int(declared) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_UPLOAD_BYTES:
-            raise ApiError(413, f"upload is over the {MAX_UPLOAD_BYTES / 1e6:.0f} MB limit")
+            raise ApiError(413, f"upload is over the {MAX_UPLOAD_BYTES / 2**20:.0f} MB limit")
     if not body:
         raise ApiError(400, "POST /api/search needs an audio clip as the request body")
     return bytes(body)

@@ -117,7 +117,7 @@ def transcoded_source(path: Path, duration: float) -> ByteSource:
     header = wav_header(n_samples, SAMPLE_RATE)
 
     def read(offset: int, length: int) -> Iterator[bytes]:
-        end = offset + length
+        end = offset + length  # one past the last byte wanted
         if offset < WAV_HEADER_BYTES:
             yield header[offset:end]
             offset = WAV_HEADER_BYTES
@@ -125,18 +125,19 @@ def transcoded_source(path: Path, duration: float) -> ByteSource:
             return
         first = (offset - WAV_HEADER_BYTES) // WAV_SAMPLE_BYTES  # sample holding byte `offset`
         last = min(n_samples, -(-(end - WAV_HEADER_BYTES) // WAV_SAMPLE_BYTES))  # one past the last sample needed
-        skip = (offset - WAV_HEADER_BYTES) - first * WAV_SAMPLE_BYTES  # odd offsets start mid-sample
+        skip = (offset - WAV_HEADER_BYTES) - first * WAV_SAMPLE_BYTES  # an odd offset starts mid-sample
+        remaining = end - offset  # bytes still to send
         need = last - first
         for block in iter_blocks(path, first / SAMPLE_RATE):
             block = block[:need]
             need -= len(block)
-            data = to_pcm16(block)[skip:]
-            skip = 0
+            data = to_pcm16(block)[skip : skip + remaining]
+            skip, remaining = 0, remaining - len(data)
             yield data
-            if need <= 0:
+            if need <= 0 or remaining <= 0:
                 break
-        if need > 0:  # the header's duration was longer than the decoded audio: pad, the size is promised
-            yield bytes(need * WAV_SAMPLE_BYTES - skip)
+        if remaining > 0:  # the header's duration was longer than the decoded audio: pad, the size is promised
+            yield bytes(remaining)
 
     return ByteSource(WAV_HEADER_BYTES + n_samples * WAV_SAMPLE_BYTES, "audio/wav", read)
 
