@@ -176,6 +176,26 @@ def test_a_container_browsers_cannot_play_is_transcoded_to_wav(client, archive, 
     assert wav.status_code == 200 and sf.info(io.BytesIO(wav.content)).samplerate == 16000
 
 
+def test_seeking_far_into_a_pyav_file_starts_at_the_right_sample(speech_clips, tmp_path):
+    """Past SEEK_MIN_S the transcoder seeks the container instead of decoding from the start: same samples, within 2 ms."""
+    from awesearch.audio import SAMPLE_RATE, load_audio, probe_duration
+    from awesearch.web.media import SEEK_MIN_S, WAV_HEADER_BYTES, _pyav_seek_blocks, transcoded_source
+
+    long = np.tile(speech_clips[0][0], int(np.ceil((SEEK_MIN_S + 10) * SAMPLE_RATE / len(speech_clips[0][0]))))
+    path = write_audio(tmp_path / "long.webm", long).rename(tmp_path / "long.mka")
+    source = transcoded_source(path, probe_duration(path))
+    at = SEEK_MIN_S + 5.0
+    assert next(_pyav_seek_blocks(path, at), None) is not None  # the seek path, not the decode-from-0 fallback
+    offset = WAV_HEADER_BYTES + int(at * SAMPLE_RATE) * 2
+    got = np.frombuffer(b"".join(source.read(offset, SAMPLE_RATE * 2)), "<i2").astype(np.float32) / 32767
+    ref = load_audio(path, at - 0.1, at + 1.1)
+    lag_max = int(0.002 * SAMPLE_RATE)
+    errors = {lag: np.abs(ref[1600 + lag : 1600 + lag + SAMPLE_RATE] - got).max() for lag in range(-lag_max, lag_max + 1)}
+    best = min(errors, key=errors.get)
+    assert errors[best] < 1e-3, (best, errors[best])
+    assert np.abs(ref).max() > 0.1  # speech there, not silence that matches anywhere
+
+
 def test_peaks(client, archive, web_archive):
     from awesearch.audio import load_audio
 

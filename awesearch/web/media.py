@@ -17,11 +17,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from awesearch.errors import AwesearchError
+from awesearch.errors import AudioDecodeError, AwesearchError
 
 READ_BLOCK_BYTES = 256 * 1024  # bytes per chunk when streaming a file as it is
 WAV_HEADER_BYTES = 44
 WAV_SAMPLE_BYTES = 2  # 16-bit PCM
+SEEK_MIN_S = 30.0  # seconds: nearer the start, decode from the start (exact, and cheap enough)
+SEEK_PREROLL_S = 1.0  # seconds: a container seek lands at least this far before the wanted time
 PEAKS_MAX = 2000  # most (min, max) pairs one peaks request may ask for
 PEAKS_MAX_SPAN_S = 60.0  # seconds of audio one peaks request may decode
 
@@ -98,6 +100,59 @@ def file_source(path: Path) -> ByteSource:
     return ByteSource(size, BROWSER_TYPES.get(path.suffix.lower(), "application/octet-stream"), read)
 
 
+def seek_blocks(path: Path, start: float) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 blocks from `start` seconds, like awesearch.audio.iter_blocks, but fast far into a file.
+
+    iter_blocks decodes PyAV formats from the start and drops what comes before `start` (exact, what the
+    indexer needs), which costs seconds per minute of a long file; the player seeks, so here files that
+    libsndfile cannot seek (anything not .wav/.flac/.ogg/.mp3) start from a container seek instead, SEEK_PREROLL_S
+    early, and drop samples by the decoded frames' timestamps (exact to a few milliseconds: enough to listen).
+    """
+    from awesearch.audio import SOUNDFILE_EXTENSIONS, iter_blocks
+
+    if start < SEEK_MIN_S or path.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        yield from iter_blocks(path, start)
+        return
+    try:
+        blocks = _pyav_seek_blocks(path, start)
+        first = next(blocks, None)
+    except AudioDecodeError:
+        raise
+    except Exception as e:  # PyAV raises its own exception family
+        raise AudioDecodeError(f"{path.name}: cannot seek to {start:.1f} s ({type(e).__name__}: {e})") from None
+    if first is None:  # no timestamps, or the seek landed after `start`: the exact, slow way
+        yield from iter_blocks(path, start)
+        return
+    yield first
+    yield from blocks
+
+
+def _pyav_seek_blocks(path: Path, start: float) -> Iterator[np.ndarray]:
+    """Blocks from `start` after a container seek; yields nothing when the timestamps cannot place them."""
+    import av
+
+    from awesearch.audio import SAMPLE_RATE
+
+    with av.open(str(path), metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise AudioDecodeError(f"{path.name}: no audio stream")
+        stream = container.streams.audio[0]
+        container.seek(int(max(0.0, start - SEEK_PREROLL_S) / stream.time_base), stream=stream, backward=True)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        t = None  # seconds: file time of the next sample out of the resampler
+        for frame in container.decode(stream):
+            if t is None:
+                if frame.pts is None or float(frame.pts * frame.time_base) > start:
+                    return
+                t = float(frame.pts * frame.time_base)
+            for out in resampler.resample(frame):
+                x = out.to_ndarray().reshape(-1)
+                drop = min(len(x), max(0, int(round((start - t) * SAMPLE_RATE))))
+                t += len(x) / SAMPLE_RATE
+                if len(x) > drop:
+                    yield x[drop:]
+
+
 def wav_header(n_samples: int, rate: int) -> bytes:
     data = n_samples * WAV_SAMPLE_BYTES
     return struct.pack(
@@ -111,7 +166,7 @@ def to_pcm16(samples: np.ndarray) -> bytes:
 
 def transcoded_source(path: Path, duration: float) -> ByteSource:
     """A 16 kHz mono 16-bit WAV of the recording, decoded only where a range asks for it."""
-    from awesearch.audio import SAMPLE_RATE, iter_blocks
+    from awesearch.audio import SAMPLE_RATE
 
     n_samples = int(round(duration * SAMPLE_RATE))
     header = wav_header(n_samples, SAMPLE_RATE)
@@ -128,7 +183,7 @@ def transcoded_source(path: Path, duration: float) -> ByteSource:
         skip = (offset - WAV_HEADER_BYTES) - first * WAV_SAMPLE_BYTES  # an odd offset starts mid-sample
         remaining = end - offset  # bytes still to send
         need = last - first
-        for block in iter_blocks(path, first / SAMPLE_RATE):
+        for block in seek_blocks(path, first / SAMPLE_RATE):
             block = block[:need]
             need -= len(block)
             data = to_pcm16(block)[skip : skip + remaining]
@@ -151,12 +206,16 @@ def audio_source(path: Path, duration: float, transcode: bool) -> ByteSource:
 
 def peaks(path: Path, start: float, end: float, n: int) -> list[list[float]]:
     """[min, max] of n equal slices of start..end seconds (16 kHz mono), for drawing a waveform."""
-    from awesearch.audio import SAMPLE_RATE, load_audio
+    from awesearch.audio import SAMPLE_RATE
 
-    audio = load_audio(path, start, end)
     want = int(round((end - start) * SAMPLE_RATE))
-    if len(audio) < want:  # the span runs past the end of the file: silence there
-        audio = np.concatenate([audio, np.zeros(want - len(audio), np.float32)])
+    parts, have = [], 0
+    for block in seek_blocks(path, start):
+        parts.append(block[: want - have])
+        have += len(parts[-1])
+        if have >= want:
+            break
+    audio = np.concatenate(parts + [np.zeros(want - have, np.float32)])  # past the end of the file: silence
     out = []
     for piece in np.array_split(audio, n):
         out.append([round(float(piece.min()), 4), round(float(piece.max()), 4)] if len(piece) else [0.0, 0.0])
