@@ -2,8 +2,9 @@
 
     python benchmarks/serve_latency.py --index ./example/.awesearch --minutes 20 --out benchmarks/results/serve_latency.json
 
-1. Text queries: SearchEngine.search called directly against GET /api/search over real HTTP (uvicorn on
-   127.0.0.1, one client), same queries, same run: the ratio is the web layer's cost.
+1. Text queries: SearchEngine.search called directly in this process against GET /api/search over real
+   HTTP to `awesearch serve` in its own process (127.0.0.1, one client), same queries, same run: the ratio
+   is the web layer's cost.
 2. Seeking: time to the first byte of a 64 KB Range at random offsets of a long generated recording,
    served as it is (wav, mp3) against transcoded on the fly to WAV (an mp3 and a Matroska file through PyAV).
 """
@@ -12,11 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -26,22 +32,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 QUERIES = ["prince", "the little prince", "sheep", "umbrella", "desert", "weather", "roses", "station", "palace", "princess"]
 RANGE_BYTES = 64 * 1024
 SEEKS = 12
+SERVER_START_S = 120.0  # seconds to wait for `awesearch serve` to answer
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+@contextmanager
+def serve_process(index: str) -> Iterator[str]:
+    """`awesearch serve` in its own process (as a user runs it) on a free port; yields the base URL."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = Path(__file__).resolve().parent.parent / "cli.py"
+    proc = subprocess.Popen([sys.executable, str(cli), "serve", "--index", index, "--port", str(port)], stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            try:
+                httpx.get(f"{base}/api/info").raise_for_status()
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("awesearch serve did not start")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def bench_queries(index: str, repeats: int) -> dict:
     import httpx
 
-    from awesearch.web.app import create_app, open_archive
-    from awesearch.web.headless import serving
+    from awesearch.web.app import open_archive
 
     archive = open_archive(index)
     engine = archive.engine
-    direct, web = [], []
-    with serving(create_app(archive)) as base, httpx.Client(base_url=base) as client:
+    direct, web, inside = [], [], []  # ms: engine here, HTTP round trip, engine inside the server
+    with serve_process(index) as base, httpx.Client(base_url=base) as client:
         for q in QUERIES[:2]:  # warm both paths
             engine.search(text=q, k=10)
             client.get("/api/search", params={"text": q, "k": 10}).raise_for_status()
@@ -51,8 +84,10 @@ def bench_queries(index: str, repeats: int) -> dict:
                 engine.search(text=q, k=10)
                 direct.append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
-                client.get("/api/search", params={"text": q, "k": 10}).raise_for_status()
+                r = client.get("/api/search", params={"text": q, "k": 10})
                 web.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+                inside.append(r.json()["elapsed_ms"])
     return {
         "queries": len(direct),
         "encoder": archive.stats.encoder_name,
@@ -62,6 +97,9 @@ def bench_queries(index: str, repeats: int) -> dict:
         "http_ms_p50": pct(web, 50),
         "http_ms_p95": pct(web, 95),
         "http_over_direct_p50": pct(web, 50) / pct(direct, 50),
+        "server_engine_ms_p50": pct(inside, 50),
+        "web_layer_ms_p50": pct(np.subtract(web, inside).tolist(), 50),  # round trip minus the server's own search time
+        "load_average_1min": os.getloadavg()[0],  # a busy shared machine makes every figure here noisy
     }
 
 

@@ -15,11 +15,12 @@ when it started, so an indexer running meanwhile never shows a half-written stat
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,9 @@ class Archive:
     stats: object  # awesearch.store.IndexStats
     durations: list[float]  # seconds, by file id (position in engine.table.paths)
     ids: dict[str, int] = field(default_factory=dict)  # path -> file id
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one search at a time (the engine is not re-entrant)
+    # Searches run one at a time on one long-lived thread: the engine is not re-entrant, and torch/OpenMP
+    # keep per-thread state that a fresh pool thread per request would pay for again.
+    searcher: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="awesearch-search"))
 
     @property
     def paths(self) -> list[str]:
@@ -175,15 +178,14 @@ def text_param(request: Request) -> str | None:
 
 
 async def run_search(archive: Archive, **query) -> tuple[list, float]:
-    """(hits, milliseconds) of engine.search(**query) in a worker thread."""
+    """(hits, milliseconds) of engine.search(**query) on the archive's search thread."""
 
     def call():
-        with archive.lock:
-            t0 = time.perf_counter()
-            hits = archive.engine.search(**query)
-            return hits, (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        hits = archive.engine.search(**query)
+        return hits, (time.perf_counter() - t0) * 1000
 
-    return await run_in_threadpool(call)
+    return await asyncio.wrap_future(archive.searcher.submit(call))
 
 
 def hit_json(archive: Archive, hit) -> dict:
