@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cli import app as cli_app
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.slow  # builds and opens an index (about 10 s for the module)
 
 
 @pytest.fixture(scope="module")

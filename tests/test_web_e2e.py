@@ -60,5 +60,21 @@ def test_deep_link_lists_the_hits_and_play_plays_the_hit(web_archive, tmp_path):
         assert abs(stopped[0] - (hit.end + 0.5)) < 0.4, (stopped, hit)
         assert driver.find_element(By.ID, "player-name").text == Path(hit.path).name
         assert driver.find_elements(By.CSS_SELECTOR, "#timeline .mark")  # the hits of that recording on its timeline
+
+        # keys: k moves up to the first hit, Enter opens its recording in the player
+        from selenium.webdriver.common.keys import Keys
+
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys("k")
+        assert "selected" in rows[0].get_attribute("class") and "selected" not in rows[1].get_attribute("class")
+        body.send_keys(Keys.ENTER)
+        top = expected[0]
+
+        def at_first_hit():
+            t, paused, src, _ = driver.execute_script(state)
+            return src.endswith(f"/api/audio/{archive.ids[top.path]}") and not paused and top.start - 0.55 <= t <= top.end + 0.5
+
+        wait_for(at_first_hit, what="Enter to play the first hit's recording from the hit")
+        assert driver.find_element(By.ID, "player-name").text == Path(expected[0].path).name
         driver.save_screenshot(str(tmp_path / "page.png"))
         assert (tmp_path / "page.png").stat().st_size > 10_000
