@@ -272,7 +272,7 @@ def serve(
     import torch
     import uvicorn
 
-    from awesearch.web.app import create_app, open_archive
+    from awesearch.web.app import LOOPBACK_HOSTS, create_app, open_archive
 
     torch.set_num_threads(1)  # one short query at a time, as `query` does
     faiss.omp_set_num_threads(1)
@@ -287,7 +287,9 @@ def serve(
         import webbrowser
 
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_app(archive), host=host, port=port, log_level="warning")
+    # on loopback only loopback names are answered (no DNS rebinding); on another host any name the clients use
+    allowed_hosts = LOOPBACK_HOSTS | {host.lower()} if loopback else None
+    uvicorn.run(create_app(archive, allowed_hosts), host=host, port=port, log_level="warning")
 
 
 def print_hits(results: list, titled: bool) -> None:

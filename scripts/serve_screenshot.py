@@ -29,11 +29,11 @@ def main() -> int:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from awesearch.web.app import create_app, open_archive
+    from awesearch.web.app import LOOPBACK_HOSTS, create_app, open_archive
     from awesearch.web.headless import chromium, serving
 
     archive = open_archive(args.index)
-    with serving(create_app(archive)) as base, chromium() as driver:
+    with serving(create_app(archive, LOOPBACK_HOSTS)) as base, chromium() as driver:
         driver.get(f"{base}/?q={args.query}&k={args.k}")
         WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit"))
         time.sleep(1.0)  # the waveforms

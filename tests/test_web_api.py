@@ -306,6 +306,20 @@ def test_recordings_gone_or_damaged_after_indexing(client, archive, web_archive)
         path.write_bytes(saved)
 
 
+def test_on_loopback_other_host_names_are_refused(archive):
+    """DNS rebinding: a page from evil.example resolving to 127.0.0.1 sends Host: evil.example."""
+    from starlette.testclient import TestClient
+
+    from awesearch.web.app import LOOPBACK_HOSTS, create_app
+
+    with TestClient(create_app(archive, LOOPBACK_HOSTS), base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/api/info").status_code == 200
+        assert c.get("/api/info", headers={"Host": "localhost:8765"}).status_code == 200
+        assert c.get("/api/info", headers={"Host": "[::1]:8765"}).status_code == 200
+        one_line_error(c.get("/api/info", headers={"Host": "evil.example:8765"}), 421, "not host 'evil.example:8765'")
+        one_line_error(c.get("/api/audio/0", headers={"Host": "127.0.0.1.evil.example"}), 421, "answers only for")
+
+
 def test_the_server_never_writes_the_index(web_archive, archive):
     """Every kind of request, good and bad, against a fresh app: the index directory is byte-identical after."""
     from starlette.testclient import TestClient

@@ -35,12 +35,12 @@ def test_deep_link_lists_the_hits_and_play_plays_the_hit(web_archive, tmp_path):
     from selenium.webdriver.common.by import By
 
     from awesearch.search import format_time
-    from awesearch.web.app import create_app, open_archive
+    from awesearch.web.app import LOOPBACK_HOSTS, create_app, open_archive
     from awesearch.web.headless import chromium, serving
 
     archive = open_archive(web_archive[1])
     expected = archive.engine.search(text="seven apples", k=6)
-    with serving(create_app(archive)) as base, chromium() as driver:
+    with serving(create_app(archive, LOOPBACK_HOSTS)) as base, chromium() as driver:
         driver.get(f"{base}/?q=seven+apples&k=6")
         rows = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".hit"), what="hits on the page")
         listed = [(r.find_element(By.CSS_SELECTOR, ".file").text, r.find_element(By.CSS_SELECTOR, ".time").text) for r in rows]

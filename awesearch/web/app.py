@@ -27,7 +27,9 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -367,7 +369,32 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return error_json(500, f"internal error ({type(exc).__name__}): {exc}")
 
 
-def create_app(archive: Archive) -> Starlette:
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+class HostCheck:
+    """ASGI middleware: refuse requests whose Host header names another host.
+
+    A server on 127.0.0.1 is still reachable from web pages the user visits through DNS rebinding (a hostile
+    name that resolves to 127.0.0.1); checking the Host header keeps those pages from reading the archive.
+    """
+
+    def __init__(self, app, allowed_hosts: frozenset[str]):
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            name = host[: host.find("]") + 1] if host.startswith("[") else host.split(":")[0]
+            if name.lower() not in self.allowed_hosts:
+                await error_json(421, f"this server answers only for {', '.join(sorted(self.allowed_hosts))}, not host {host!r}")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(archive: Archive, allowed_hosts: frozenset[str] | None = None) -> Starlette:
+    """The app over one archive; with allowed_hosts, requests for any other Host header get a 421."""
     routes = [
         Route("/", page),
         Route("/api/info", info),
@@ -379,6 +406,7 @@ def create_app(archive: Archive) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(HostCheck, allowed_hosts=allowed_hosts)] if allowed_hosts else [],
         exception_handlers={AwesearchError: on_api_error, HTTPException: on_http_error, Exception: on_crash},
     )
     app.state.archive = archive
