@@ -358,6 +358,8 @@ def test_serve_help_and_bad_options(tmp_path):
 
 def test_query_format_options(web_archive, tmp_path):
     _, index_dir = web_archive
+    usage = runner.invoke(cli_app, ["query", "--help"]).stdout
+    assert "--format" in usage and "--out" in usage and "textgrid" in usage
     q = ["query", "--index", str(index_dir), "--text", "prince", "-k", "4"]
     as_csv = runner.invoke(cli_app, [*q, "--format", "csv"])
     assert as_csv.exit_code == 0, as_csv.stderr
