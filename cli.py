@@ -150,20 +150,20 @@ def info(
 @app.command()
 def query(
     text: Optional[str] = typer.Option(None, "--text", "-t", help='Words or a phrase of one to four words, e.g. "prince".'),
-    audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Query by example: an audio file, or with --start/--end a span of it."),
-    start: Optional[float] = typer.Option(None, "--start", help="With --audio: start of the example span in seconds."),
-    end: Optional[float] = typer.Option(None, "--end", help="With --audio: end of the example span in seconds."),
+    audio: Optional[List[Path]] = typer.Option(None, "--audio", "-a", help="Query by example: an audio file, or with --start/--end a span of it. Repeat for several examples of one word (one prototype)."),
+    start: Optional[List[float]] = typer.Option(None, "--start", help="With --audio: start of the example span in seconds (one per --audio, in order)."),
+    end: Optional[List[float]] = typer.Option(None, "--end", help="With --audio: end of the example span in seconds (one per --audio, in order)."),
     queries: Optional[Path] = typer.Option(None, "--queries", help="File of text queries, one per line (blank lines and #comments ignored)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
-    top: int = typer.Option(10, "--top", "-k", help="Number of hits (each spoken occurrence is one hit)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum score (cosine similarity, -1..1)."),
+    top: Optional[int] = typer.Option(None, "--top", "-k", help="Most hits per query (each spoken occurrence is one hit); default 100 with calibrated scores, 10 otherwise."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum score: the probability (0..1, default 0.5) that the query is spoken there; on an index without a phonetic store (mel or random encoder) a cosine, default none."),
     as_json: bool = typer.Option(False, "--json", help='Print [{"path", "start", "end", "score"}, ...] (with --queries: one {"query", "hits"} per line).'),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Export as csv, json, vtt, audacity, textgrid or eaf (the last four are one file per recording: give --out DIR unless all hits are in one file)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --format: write the export file(s) into this directory instead of printing."),
 ) -> None:
-    """Find where words are spoken: by text (--text), by example (--audio), or both fused into one score.
+    """Find where words are spoken: by text (--text), by example (--audio, repeatable), or both.
 
-    Prints file, start-end and score of the best hits, best first. With --text and --audio together each window's score is the mean of its text and audio cosine scores.
+    Prints every detection (file, start-end, score) best first. The score is the calibrated probability that the query is spoken there, after a phonetic check of each candidate; hits under --threshold are not shown.
     """
     import json
 
@@ -174,8 +174,6 @@ def query(
             raise QueryError("--queries cannot be combined with --text or --audio")
         if queries is None and text is None and audio is None:
             raise QueryError("give --text, --audio (or both), or --queries FILE")
-        if audio is None and (start is not None or end is not None):
-            raise QueryError("--start/--end need --audio")
         if fmt is not None and as_json:
             raise QueryError("--json and --format cannot be combined")
         if out is not None and fmt is None:
@@ -184,13 +182,12 @@ def query(
             from awesearch.export import check_format
 
             check_format(fmt)
-        from awesearch.search import SearchEngine, check_span, check_text, read_queries
+        from awesearch.search import SearchEngine, audio_spans, check_text, read_queries
 
         # every check that needs no model or index first, so a bad query fails fast with its own message
         if text is not None:
             check_text(text)
-        if audio is not None:
-            check_span(audio, start, end)
+        examples = audio_spans(audio or [], start or [], end or [])
         batch = read_queries(queries) if queries is not None else None
 
         if batch is None:
@@ -204,7 +201,7 @@ def query(
             faiss.omp_set_num_threads(1)
         engine = SearchEngine.open(resolve_index_dir(index))
         if batch is None:
-            results = [(text, engine.search(text=text, audio=audio, start=start, end=end, k=top, threshold=threshold))]
+            results = [(text, engine.search(text=text, audio=examples, k=top, threshold=threshold))]
         else:
             results = list(zip(batch, engine.search_texts(batch, k=top, threshold=threshold)))
         if fmt is not None:
@@ -217,7 +214,7 @@ def query(
             rows = [h.to_dict() for h in hits]
             typer.echo(json.dumps(rows if batch is None else {"query": q, "hits": rows}))
         return
-    print_hits(results, titled=batch is not None)
+    print_hits(results, titled=batch is not None, calibrated=engine.calibrated)
 
 
 def write_export(results: list, fmt: str, out: Optional[Path], index_dir: Path) -> None:
@@ -292,7 +289,7 @@ def serve(
     uvicorn.run(create_app(archive, allowed_hosts), host=host, port=port, log_level="warning")
 
 
-def print_hits(results: list, titled: bool) -> None:
+def print_hits(results: list, titled: bool, calibrated: bool = True) -> None:
     """Rich tables of (query, hits): rank, file (relative to the working directory when inside it), h:mm:ss.s span, score."""
     from rich.console import Console
     from rich.table import Table
@@ -310,7 +307,7 @@ def print_hits(results: list, titled: bool) -> None:
         table.add_column("#", justify="right")
         table.add_column("file", overflow="fold")
         table.add_column("time", no_wrap=True)
-        table.add_column("score", justify="right")
+        table.add_column("score" if calibrated else "cosine", justify="right")
         for rank, h in enumerate(hits, 1):
             p = Path(h.path)
             shown = p.relative_to(cwd) if p.is_relative_to(cwd) else p

@@ -102,8 +102,19 @@ class Encoder:
 
     @torch.inference_mode()
     def encode_frames(self, audio: np.ndarray) -> ChunkFrames:
-        frames = self.model.audio.frames(self.input_features(audio))
-        return ChunkFrames(frames=frames, frame_rate=self.frame_rate, duration=len(audio) / self.feature_config.sample_rate)
+        return self.encode_frames_and_inputs(audio)[0]
+
+    @torch.inference_mode()
+    def encode_frames_and_inputs(self, audio: np.ndarray) -> tuple[ChunkFrames, torch.Tensor]:
+        """The chunk's frames plus the front-end features they came from (the phoneme head reads those)."""
+        inputs = self.input_features(audio)
+        frames = self.model.audio.frames(inputs)
+        return ChunkFrames(frames=frames, frame_rate=self.frame_rate, duration=len(audio) / self.feature_config.sample_rate), inputs
+
+    @property
+    def has_phonetic_frontend(self) -> bool:
+        """True when the front end gives Whisper frames, which the phoneme head (awesearch/phonetic.py) reads."""
+        return self.model.dims.frontend == "whisper"
 
     @torch.inference_mode()
     def pool_windows(self, chunk: ChunkFrames, windows: np.ndarray, batch: int = 8192) -> np.ndarray:
@@ -192,7 +203,7 @@ def shipped_checksums() -> dict[str, str]:
 
 
 def available_models() -> list[str]:
-    return sorted(p.stem for p in ASSETS.glob("*.pt")) + [RANDOM_MODEL]
+    return sorted(p.stem for p in ASSETS.glob("awe-*.pt")) + [RANDOM_MODEL]  # phone-*.pt are phoneme heads
 
 
 def load_encoder(name: str | None = None) -> Encoder:

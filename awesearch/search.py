@@ -1,9 +1,15 @@
-"""Query engine: text, audio (query by example) and fused queries over an index, NMS, hits.
+"""Query engine: text, audio (query by example, one or several examples) and fused queries, NMS, hits.
 
-Scores are cosine similarities (inner products of L2-normalised vectors). A fused query
-(text and audio together) scores each window by the mean of its text and audio cosine
-scores; since the inner product is linear this is exactly the inner product with the
-un-normalised mean vector (q_text + q_audio) / 2, so one FAISS search serves it.
+First stage: FAISS over the window embeddings (cosine similarity of L2-normalised vectors). A fused
+query (text and audio together) uses the mean of the query vectors; several audio examples form one
+prototype the same way (metric-learning user-defined KWS).
+
+Second stage (indexes with a phonetic store, i.e. the Whisper front end): every candidate region is
+re-scored by aligning the query's phonemes to the stored phonetic frames (awesearch/detect.py), and the
+score a hit shows is the calibrated probability that the query is spoken there (0..1, comparable across
+queries). Then `threshold` defaults to DEFAULT_THRESHOLD and `k` is a cap (DEFAULT_CAP): the output is a
+list of detections. An index without a phonetic store (the mel and random encoders) shows cosine
+similarities, top UNCALIBRATED_TOP by default, and says so (`SearchEngine.calibrated` is False).
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ SILENCE_RMS = 1e-4  # float32 full scale is 1.0; ~-80 dBFS counts as silence
 NMS_OVERLAP = 0.3  # a window overlapping a better hit by more than this share of the shorter one is dropped
 POOL_FACTOR = 20  # FAISS candidates per wanted hit before NMS
 POOL_EXTRA = 100
+DEFAULT_THRESHOLD = 0.5  # probability: a hit is shown when it is more likely spoken there than not
+DEFAULT_CAP = 100  # hits per query at most by default (calibrated indexes)
+UNCALIBRATED_TOP = 10  # hits per query by default when scores are uncalibrated cosines
+MAX_PRONUNCIATIONS = 4  # pronunciation variants of a text query aligned (the best one counts)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,15 @@ class Hit:
 
     def to_dict(self) -> dict:
         return {"path": self.path, "start": self.start, "end": self.end, "score": self.score}
+
+
+@dataclass(frozen=True)
+class AudioSpan:
+    """One audio example: a clip, or the span start..end seconds of a file."""
+
+    path: str | Path
+    start: float | None = None
+    end: float | None = None
 
 
 @dataclass
@@ -53,6 +72,7 @@ class WindowTable:
     starts: np.ndarray  # [n] float seconds
     ends: np.ndarray  # [n] float seconds
     paths: list[str]  # file_id -> absolute path
+    phon_paths: list | None = None  # file_id -> its phonetic frame file, or None (no phonetic store)
 
     def __post_init__(self) -> None:
         n = self.index.ntotal
@@ -177,6 +197,20 @@ def check_span(path: str | Path, start: float | None, end: float | None) -> None
         raise QueryError(f"audio query file not found: {path}")
 
 
+def audio_spans(paths: list, starts: list, ends: list) -> list[AudioSpan]:
+    """--audio / --start / --end lists -> examples; --start/--end are given for every example or for none."""
+    if not paths and (starts or ends):
+        raise QueryError("--start/--end need --audio")
+    if len(starts) != len(ends):
+        raise QueryError("--start and --end go together (or give neither to use the whole clip)")
+    if starts and len(starts) != len(paths):
+        raise QueryError(f"{len(paths)} --audio examples but {len(starts)} --start/--end pairs: give one pair per example, or none")
+    spans = [AudioSpan(p, starts[i] if starts else None, ends[i] if ends else None) for i, p in enumerate(paths)]
+    for s in spans:
+        check_span(s.path, s.start, s.end)
+    return spans
+
+
 def read_queries(path: str | Path) -> list[str]:
     """Text queries of a --queries file, one per line; blank lines and #comments ignored; all validated."""
     path = Path(path)
@@ -208,27 +242,56 @@ def format_time(seconds: float) -> str:
 
 
 class SearchEngine:
-    """Loads an index and its encoder once, then answers text, audio and fused queries."""
+    """Loads an index, its encoder and (when the index has one) its phoneme head once, then answers queries."""
 
-    def __init__(self, table: WindowTable, encoder) -> None:
+    def __init__(self, table: WindowTable, encoder, phone=None, calibration=None) -> None:
         if table.index.d != encoder.dim:
             raise IndexFormatError(
                 f"index vectors have dimension {table.index.d} but encoder {encoder.name} gives {encoder.dim}"
             )
         self.table = table
         self.encoder = encoder
+        self.phone = phone
+        self.detector = None
+        if phone is not None and calibration is not None and table.phon_paths is not None:
+            from awesearch.detect import Detector
+
+            self.detector = Detector(table, table.phon_paths, calibration)
 
     @classmethod
     def open(cls, index_dir: str | Path) -> "SearchEngine":
-        """Open an index read-only and load the encoder its manifest names."""
+        """Open an index read-only and load the encoder (and phoneme head, calibration) its manifest names."""
         from awesearch.errors import CheckpointError
         from awesearch.store import open_for_search
 
         try:
-            table, encoder = open_for_search(Path(index_dir))
+            table, encoder, phone = open_for_search(Path(index_dir))
+            calibration = None
+            if phone is not None:
+                from awesearch.calibrate import load_calibration
+
+                calibration = load_calibration()
         except CheckpointError as e:
-            raise CheckpointError(f"cannot load the encoder that index {index_dir} was built with: {e}") from None
-        return cls(table, encoder)
+            raise CheckpointError(f"cannot load the models that index {index_dir} was built with: {e}") from None
+        return cls(table, encoder, phone, calibration)
+
+    @property
+    def calibrated(self) -> bool:
+        """True when scores are calibrated probabilities (second stage available)."""
+        return self.detector is not None
+
+    def limits(self, k: int | None, threshold: float | None) -> tuple[int, float | None]:
+        """The effective (cap, threshold) of a query; QueryError when out of range."""
+        if self.calibrated:
+            k = DEFAULT_CAP if k is None else k
+            threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+            if not (0.0 <= threshold <= 1.0):
+                raise QueryError(f"--threshold is a probability between 0 and 1, got {threshold}")
+        else:
+            k = UNCALIBRATED_TOP if k is None else k
+        if k < 1:
+            raise QueryError(f"--top must be at least 1, got {k}")
+        return k, threshold
 
     # -- query vectors -----------------------------------------------------------------
 
@@ -239,14 +302,18 @@ class SearchEngine:
         return self.encoder.embed_phonemes([text_to_phonemes(text)])[0]
 
     def audio_vector(self, path: str | Path, start: float | None = None, end: float | None = None) -> np.ndarray:
-        """Embed the span start..end of a file as one window, with encoder context either side.
+        """Embed the span start..end of a file as one window, with encoder context either side."""
+        return self._embed_example(AudioSpan(path, start, end), decode=False)[0]
+
+    def _embed_example(self, span: AudioSpan, decode: bool) -> tuple[np.ndarray, list[int] | None]:
+        """(window vector, CTC target decoded by the phoneme head or None) of one audio example.
 
         Without start/end the file is a short clip (at most MAX_WHOLE_FILE_S) and the span is its speech:
         from the start of the first to the end of the last VAD region, as the indexer's windows are cut.
         """
         from awesearch.audio import SAMPLE_RATE, load_audio, probe_duration
 
-        path = Path(path)
+        path, start, end = Path(span.path), span.start, span.end
         check_span(path, start, end)
         if start is None:
             start, end = self._speech_span(path)
@@ -265,7 +332,25 @@ class SearchEngine:
         hi = int(round((end - load_start) * SAMPLE_RATE))
         check_audio(audio[lo:hi], SAMPLE_RATE, what)
         window = np.array([[start - load_start, end - load_start]], dtype=np.float64)
-        return self.encoder.embed_windows(audio, window)[0]
+        frames, inputs = self.encoder.encode_frames_and_inputs(audio)
+        vector = self.encoder.pool_windows(frames, window)[0]
+        if not decode or self.phone is None:
+            return vector, None
+        from awesearch.phonetic import BOUNDARY, FRAME_RATE, greedy_decode
+
+        logp = self.phone.log_posteriors(inputs[0])
+        f_lo, f_hi = int(window[0, 0] * FRAME_RATE), int(math.ceil(window[0, 1] * FRAME_RATE))
+        ids = [c for c in greedy_decode(logp[f_lo:f_hi]) if True]
+        phonemes = [c for c in ids if c != BOUNDARY]
+        if not phonemes:
+            raise QueryError(f"audio query {what}: the phoneme recogniser heard no speech sounds in it; choose a clearer example")
+        target = [BOUNDARY]
+        for c in ids:  # internal word boundaries are kept, repeated or edge ones merged into the outer two
+            if c != BOUNDARY or target[-1] != BOUNDARY:
+                target.append(c)
+        if target[-1] != BOUNDARY:
+            target.append(BOUNDARY)
+        return vector, target
 
     @staticmethod
     def _speech_span(path: Path) -> tuple[float, float]:
@@ -293,48 +378,87 @@ class SearchEngine:
 
     # -- searches ------------------------------------------------------------------------
 
-    def search_text(self, text: str, k: int = 10, threshold: float | None = None) -> list[Hit]:
-        return search_vector(self.table, self.text_vector(text), k, threshold)
+    def search_text(self, text: str, k: int | None = None, threshold: float | None = None) -> list[Hit]:
+        return self.search(text=text, k=k, threshold=threshold)
 
-    def search_texts(self, texts: list[str], k: int = 10, threshold: float | None = None) -> list[list[Hit]]:
-        """Many text queries at once: one embedding batch, one FAISS call (the --queries path)."""
+    def search_texts(self, texts: list[str], k: int | None = None, threshold: float | None = None) -> list[list[Hit]]:
+        """Many text queries (the --queries path): first stage only, one embedding batch and one FAISS call;
+        with the second stage, one detection per query."""
         from awesearch.text import text_to_phonemes
 
         if not texts:
             return []
         for text in texts:
             check_text(text)
+        if self.calibrated:
+            return [self.search(text=t, k=k, threshold=threshold) for t in texts]
+        k, threshold = self.limits(k, threshold)
         vectors = self.encoder.embed_phonemes([text_to_phonemes(t) for t in texts])
         return search_vectors(self.table, vectors, k, threshold)
 
-    def search_audio(
-        self,
-        path: str | Path,
-        start: float | None = None,
-        end: float | None = None,
-        k: int = 10,
-        threshold: float | None = None,
-    ) -> list[Hit]:
-        return search_vector(self.table, self.audio_vector(path, start, end), k, threshold)
+    def search_audio(self, path: str | Path, start: float | None = None, end: float | None = None,
+                     k: int | None = None, threshold: float | None = None) -> list[Hit]:
+        return self.search(audio=path, start=start, end=end, k=k, threshold=threshold)
 
     def search(
         self,
         text: str | None = None,
-        audio: str | Path | None = None,
+        audio: "str | Path | list[AudioSpan] | None" = None,
         start: float | None = None,
         end: float | None = None,
-        k: int = 10,
+        k: int | None = None,
         threshold: float | None = None,
     ) -> list[Hit]:
-        """Text, audio, or both fused (mean of the two cosine scores per window)."""
-        if text is None and audio is None:
+        """Text, audio (a path with optional start/end, or a list of AudioSpan examples), or both fused.
+
+        First stage: the mean of the query vectors. Second stage (calibrated indexes): the text's phonemes
+        when there is text, else each example's decoded phonemes (their evidence averaged)."""
+        if text is None and not audio:
             raise QueryError("give a text query, an audio query, or both")
-        if audio is None and (start is not None or end is not None):
-            raise QueryError("--start/--end need an audio query (--audio)")
-        vectors = []
+        if isinstance(audio, (str, Path)):
+            examples = [AudioSpan(audio, start, end)]
+        else:
+            if start is not None or end is not None:
+                raise QueryError("--start/--end need an audio query (--audio)")
+            examples = list(audio or [])
+        k, threshold = self.limits(k, threshold)
+        plan = self._plan(text, examples)
+        if plan is None:  # no second stage: cosine scores
+            vectors = ([self.text_vector(text)] if text is not None else []) + [self.audio_vector(e.path, e.start, e.end) for e in examples]
+            return search_vector(self.table, np.mean(np.stack(vectors), axis=0).astype(np.float32), k, threshold)
+        found = self.detector.detect(plan, k, threshold)
+        hits = [Hit(path=self.table.paths[c.file], start=c.start, end=c.end, score=c.probability) for c in found]
+        return nms(hits, k)
+
+    def _plan(self, text: str | None, examples: list[AudioSpan]):
+        """The detector's QueryPlan, or None without a second stage."""
+        if not self.calibrated:
+            return None
+        from awesearch.detect import QueryPlan, phrase_widening
+        from awesearch.phonetic import word_targets
+        from awesearch.text import pronunciations
+
+        vectors, widen, targets = [], [], []
         if text is not None:
-            vectors.append(self.text_vector(text))
-        if audio is not None:
-            vectors.append(self.audio_vector(audio, start, end))
-        query = np.mean(np.stack(vectors), axis=0).astype(np.float32)
-        return search_vector(self.table, query, k, threshold)
+            words = check_text(text)
+            prons = [[p for p in pronunciations(w) if p] for w in words]
+            if any(not p for p in prons):
+                raise QueryError(f"text query {text!r} has a word without letters to pronounce")
+            first = [p[0] for p in prons]
+            alternatives = [first]
+            for i, p in enumerate(prons):  # other pronunciations, one word at a time
+                alternatives += [first[:i] + [v] + first[i + 1 :] for v in p[1:]]
+            targets.append([word_targets(a) for a in alternatives[:MAX_PRONUNCIATIONS]])
+            vectors.append(self.encoder.embed_phonemes([sum(first, [])])[0])
+            if len(words) > 1:
+                i, around = phrase_widening(first)
+                rare = self.encoder.embed_phonemes([first[i]])[0]
+        embedded = [self._embed_example(e, decode=text is None) for e in examples]
+        if text is None:
+            targets = [[t] for _, t in embedded]
+        query = np.mean(np.stack(vectors + [v for v, _ in embedded]), axis=0).astype(np.float32)
+        plan_vectors, widen = [query], [(0.0, 0.0)]
+        if text is not None and len(words) > 1:
+            plan_vectors.append(rare)
+            widen.append(around)
+        return QueryPlan(plan_vectors, widen, targets, "text" if text is not None else "audio")

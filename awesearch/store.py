@@ -7,7 +7,9 @@ and the read side. Layout of an index directory:
     seg-NNNNNN.faiss       window vectors, float16 (IndexScalarQuantizer QT_fp16, inner product), row order
     seg-NNNNNN.parquet     one row per window: file_id, start_s, end_s (same row order as the .faiss)
     files-NNNNNN.parquet   one row per file: file_id, path, size, mtime_ns, content_hash, duration_s,
-                           status ("indexed" | "skipped"), error, windows
+                           status ("indexed" | "skipped"), error, windows, phonetic_frames
+    phon-NNNNNNNN.awp      per indexed file (by file_id) when the index has a phonetic head: quantised phoneme
+                           log-posteriors at 50 frames/s (awesearch/phonetic.py), read by the second stage
     index.lock             flock'd by the one writer; readers never lock
 
 A window is live when its file_id is in the files table with status "indexed"; a changed or deleted
@@ -36,7 +38,7 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     import faiss
 
 MAGIC = "awesearch-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: phonetic frame files (phon-*.awp), files table column phonetic_frames
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "index.lock"
 DEFAULT_INDEX_DIR = ".awesearch"
@@ -47,7 +49,12 @@ COMPACT_DEAD_FRACTION = 0.25  # ... or when this share of stored windows is dead
 READ_RETRIES = 3  # a reader re-reads the manifest when a writer garbage-collected what it named
 STATUS_INDEXED = "indexed"
 STATUS_SKIPPED = "skipped"
-OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|\..*\.tmp-\d+)$")
+OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|\..*\.tmp-\d+)$")
+
+
+def phonetic_name(file_id: int) -> str:
+    """The phonetic frame file of an indexed recording."""
+    return f"phon-{file_id:08d}.awp"
 
 
 def default_index_dir() -> Path:
@@ -68,6 +75,7 @@ class FileRecord:
     status: str  # STATUS_INDEXED or STATUS_SKIPPED
     error: str = ""  # one-line reason when skipped
     windows: int = 0  # live windows of this file
+    phonetic_frames: int = 0  # frames in its phon-<file_id>.awp (0: no phonetic file)
 
 
 @dataclass
@@ -83,6 +91,8 @@ class Manifest:
     dim: int
     feature_config: dict
     encoder_source: str  # what to pass to load_encoder to get this encoder back (name or absolute path)
+    phone_model: str = ""  # the phoneme head that wrote the phon-*.awp files ("" when the index has none)
+    phone_checksum: str = ""  # its sha256: the second stage refuses a different head
     segments: list[SegmentInfo] = field(default_factory=list)
     files_table: str | None = None  # "files-000003.parquet"; None until the first commit
     next_number: int = 1  # next seg-/files- number
@@ -124,6 +134,7 @@ class SearchData:
     starts: np.ndarray  # [n] float64 seconds
     ends: np.ndarray  # [n] float64 seconds
     paths: dict[int, str]  # file_id -> absolute path
+    phonetic_frames: dict[int, int] = field(default_factory=dict)  # file_id -> frames in its phon-*.awp (0: none)
 
 
 @dataclass
@@ -205,6 +216,7 @@ def files_schema():
             ("status", pa.string()),
             ("error", pa.string()),
             ("windows", pa.int64()),
+            ("phonetic_frames", pa.int64()),
         ]
     )
 
@@ -304,6 +316,7 @@ class IndexStore:
                 status=t["status"][i],
                 error=t["error"][i],
                 windows=t["windows"][i],
+                phonetic_frames=t["phonetic_frames"][i],
             )
             for i in range(len(t["file_id"]))
         ]
@@ -358,7 +371,8 @@ class IndexStore:
         if at != n_live:
             raise IndexFormatError(f"index {self.directory} is damaged: {at} live windows, the files table counts {n_live}")
         paths = {f.file_id: f.path for f in files if f.status == STATUS_INDEXED}
-        return SearchData(index=_index_from_fp16(vectors), file_ids=file_ids, starts=starts, ends=ends, paths=paths)
+        phon = {f.file_id: f.phonetic_frames for f in files if f.status == STATUS_INDEXED}
+        return SearchData(index=_index_from_fp16(vectors), file_ids=file_ids, starts=starts, ends=ends, paths=paths, phonetic_frames=phon)
 
     def referenced_names(self) -> set[str]:
         names = {MANIFEST_NAME}
@@ -366,6 +380,7 @@ class IndexStore:
             names.add(self.manifest.files_table)
         for seg in self.manifest.segments:
             names |= {f"{seg.name}.faiss", f"{seg.name}.parquet"}
+        names |= {phonetic_name(f.file_id) for f in self.load_files() if f.status == STATUS_INDEXED and f.phonetic_frames}
         return names
 
     def stats(self) -> IndexStats:
@@ -394,8 +409,9 @@ class IndexStore:
 
 
 def open_for_search(index_dir: str | os.PathLike):
-    """(awesearch.search.WindowTable, Encoder) for an index: loads the encoder the manifest names and checks
-    its checksum. File ids in the table are dense indices into table.paths."""
+    """(awesearch.search.WindowTable, Encoder, PhoneModel or None) for an index: loads the encoder and the
+    phoneme head the manifest names and checks their checksums. File ids in the table are dense indices into
+    table.paths; table.phon_paths[i] is file i's phonetic frame file (None when it has none)."""
     from .encoder import load_encoder
     from .search import WindowTable
 
@@ -403,11 +419,20 @@ def open_for_search(index_dir: str | os.PathLike):
     m = store.manifest
     encoder = load_encoder(m.encoder_source)
     check_encoder_matches(m, encoder, Path(index_dir))
+    phone = None
+    if m.phone_model:
+        from .phonetic import load_phone_model
+
+        phone = load_phone_model(m.phone_model)
+        check_phone_matches(m, phone, Path(index_dir))
     data = store.load_search_data()
     ids = sorted(data.paths)
     dense = np.searchsorted(np.asarray(ids, np.int64), data.file_ids)
-    table = WindowTable(index=data.index, file_ids=dense, starts=data.starts, ends=data.ends, paths=[data.paths[i] for i in ids])
-    return table, encoder
+    directory = Path(index_dir)
+    phon_paths = [directory / phonetic_name(i) if data.phonetic_frames.get(i) else None for i in ids]
+    table = WindowTable(index=data.index, file_ids=dense, starts=data.starts, ends=data.ends, paths=[data.paths[i] for i in ids],
+                        phon_paths=phon_paths)
+    return table, encoder, phone
 
 
 def check_encoder_matches(manifest: Manifest, encoder, directory: Path) -> None:
@@ -423,4 +448,14 @@ def check_encoder_matches(manifest: Manifest, encoder, directory: Path) -> None:
         raise IndexFormatError(
             f"index {directory} was built with encoder {manifest.encoder_name} ({manifest.encoder_checksum[:12]}), "
             f"not {encoder.name} ({encoder.checksum[:12]}): re-index into a new --index directory or delete {directory}"
+        )
+
+
+def check_phone_matches(manifest: Manifest, phone, directory: Path) -> None:
+    """IndexFormatError unless `phone` (a PhoneModel or None) is the phoneme head that wrote the index."""
+    name, checksum = (phone.name, phone.checksum) if phone is not None else ("", "")
+    if (manifest.phone_model, manifest.phone_checksum) != (name, checksum):
+        raise IndexFormatError(
+            f"index {directory} was built with phoneme head {manifest.phone_model or 'none'} "
+            f"({manifest.phone_checksum[:12]}), not {name or 'none'} ({checksum[:12]}): re-index into a new --index directory or delete {directory}"
         )

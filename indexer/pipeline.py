@@ -135,13 +135,45 @@ def _analyse(chunks: Iterator[AudioChunk], frame_s: float) -> _AnalysedChunk | N
     return _AnalysedChunk(chunk, w, speech_s)
 
 
-def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: Callable[[float, int], None]) -> tuple[float, float, int]:
+class _PhoneticTrack:
+    """The phoneme head's codes of one file, gathered chunk by chunk (chunk cores only) at FRAME_RATE."""
+
+    def __init__(self, phone):
+        self.phone = phone
+        self.pieces: list[tuple[int, np.ndarray]] = []  # (first file frame, codes)
+
+    def add(self, inputs, span_start_s: float, core_start_s: float, core_end_s: float) -> None:
+        """inputs: front-end features [1, T, 384] of audio starting at file time span_start_s."""
+        import torch
+
+        from awesearch.phonetic import FRAME_RATE, quantize
+
+        with torch.inference_mode():
+            codes = quantize(self.phone.head(inputs)[0].numpy())
+        f0 = int(round(span_start_s * FRAME_RATE))
+        lo = max(0, int(round(core_start_s * FRAME_RATE)) - f0)
+        hi = min(len(codes), int(round(core_end_s * FRAME_RATE)) - f0)
+        if hi > lo:
+            self.pieces.append((f0 + lo, codes[lo:hi]))
+
+    def codes(self, duration_s: float) -> np.ndarray:
+        from awesearch.phonetic import FRAME_RATE, blank_codes
+
+        out = blank_codes(int(math.ceil(duration_s * FRAME_RATE)))
+        for f, c in self.pieces:
+            n = max(0, min(len(c), len(out) - f))
+            out[f : f + n] = c[:n]
+        return out
+
+
+def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: Callable[[float, int], None], phone=None) -> tuple[float, float, int, int]:
     """Decode, VAD, window and embed one file into the writer's buffer.
 
     Two stages overlap on two cores: a worker thread decodes chunk k+1 and runs the VAD and windowing on it
     while this thread embeds chunk k (torch kernels release the GIL). Returns (audio seconds, speech
     seconds, windows); raises AudioDecodeError when the file cannot be decoded. on_chunk(audio seconds of
-    the chunk core, windows in it) is called after every chunk.
+    the chunk core, windows in it) is called after every chunk. With a phoneme head (`phone`), the file's
+    phonetic frames are written too (writer.add_phonetic); the fourth value is their number (else 0).
     """
     if CHUNK_PAD_S <= MAX_WINDOW_S + encoder.context_s:
         raise AwesearchError(f"chunk pad {CHUNK_PAD_S} s is too small for encoder context {encoder.context_s} s")
@@ -149,6 +181,8 @@ def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: 
     ctx = float(encoder.context_s)
     audio_s = speech_s = 0.0
     n_windows = 0
+    track = _PhoneticTrack(phone) if phone is not None else None
+    audio_end = 0.0
     chunks = iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="awesearch-analyse") as pool:
         ahead = pool.submit(_analyse, chunks, frame_s)
@@ -163,14 +197,18 @@ def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: 
                 lo = max(0.0, math.floor(w[:, 0].min() - ctx))
                 hi = lo + ENCODE_QUANTUM_S * math.ceil((w[:, 1].max() + ctx - lo) / ENCODE_QUANTUM_S)
                 hi = min(len(samples) / SAMPLE_RATE, hi)
-                frames = encoder.encode_frames(samples[int(round(lo * SAMPLE_RATE)) : int(round(hi * SAMPLE_RATE))])
+                frames, inputs = encoder.encode_frames_and_inputs(samples[int(round(lo * SAMPLE_RATE)) : int(round(hi * SAMPLE_RATE))])
+                if track is not None:
+                    track.add(inputs, chunk.start + lo, chunk.core_start, chunk.core_end)
                 vectors = encoder.pool_windows(frames, w - lo)
                 writer.add_windows(file_id, vectors, np.round(w[:, 0] + chunk.start, 6), np.round(w[:, 1] + chunk.start, 6))
                 n_windows += len(w)
             speech_s += item.speech_s
             audio_s += chunk.core_end - chunk.core_start
+            audio_end = max(audio_end, chunk.core_end)
             on_chunk(chunk.core_end - chunk.core_start, len(w))
-    return audio_s, speech_s, n_windows
+    n_phonetic = writer.add_phonetic(file_id, track.codes(audio_end)) if track is not None and n_windows else 0
+    return audio_s, speech_s, n_windows, n_phonetic
 
 
 def index_paths(
@@ -180,14 +218,17 @@ def index_paths(
     progress: Callable[[Progress], None] | None = None,
     threads: int | None = None,
     commit_interval_s: float = COMMIT_INTERVAL_S,
+    phonetic: bool = True,
 ) -> IndexReport:
     """Index the audio under `paths` into `index_dir` (created if missing), incrementally and durably.
 
     Raises IndexLockedError when another indexer runs, IndexFormatError when the index was built by
-    another encoder or format version, AwesearchError when a path does not exist. Files that cannot be
+    another encoder or format version, AwesearchError when a path does not exist. phonetic=False leaves out the
+    phonetic store (first-stage cosine scores only; benchmarks compare the two). Files that cannot be
     read are reported in IndexReport.skipped and recorded in the index; they never stop the run.
     """
     from awesearch.encoder import load_encoder
+    from awesearch.phonetic import load_phone_model
 
     t0 = time.monotonic()
     limit_malloc_arenas()
@@ -201,7 +242,12 @@ def index_paths(
         os.close(lock_fd)
         raise
     source = os.path.abspath(model) if model and (model.endswith(".pt") or os.sep in model) else (model or encoder.name)
-    with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd) as writer:
+    try:
+        phone = load_phone_model() if phonetic and encoder.has_phonetic_frontend else None
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd, phone=phone) as writer:
         set_torch_threads(threads)
         work = plan(paths, scanned, writer.files)
         report.unchanged = len(work.unchanged) + len(work.touched)
@@ -242,7 +288,7 @@ def index_paths(
                 report_progress(state)
 
             try:
-                audio_s, speech_s, n = embed_file(s.path, encoder, writer, file_id, on_chunk)
+                audio_s, speech_s, n, n_phonetic = embed_file(s.path, encoder, writer, file_id, on_chunk, phone)
             except AudioDecodeError as e:
                 writer.drop_pending(file_id)
                 pending.append(skip(s, _reason(e, s.path), digest, duration))
@@ -254,7 +300,7 @@ def index_paths(
                 pending.append(
                     FileRecord(
                         file_id=file_id, path=s.path, size=s.size, mtime_ns=s.mtime_ns, content_hash=digest,
-                        duration=audio_s, status=STATUS_INDEXED, windows=n,
+                        duration=audio_s, status=STATUS_INDEXED, windows=n, phonetic_frames=n_phonetic,
                     )
                 )
             state.files_done += 1

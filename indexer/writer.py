@@ -28,8 +28,10 @@ from awesearch.store import (
     SegmentInfo,
     atomic_write_bytes,
     check_encoder_matches,
+    check_phone_matches,
     files_schema,
     now_utc,
+    phonetic_name,
     write_parquet,
     write_segment,
 )
@@ -73,7 +75,7 @@ class IndexWriter:
         self._new_segments: list[SegmentInfo] = []  # written, not yet in a committed manifest
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, encoder, source: str | None = None, lock_fd: int | None = None) -> "IndexWriter":
+    def open(cls, directory: str | os.PathLike, encoder, source: str | None = None, lock_fd: int | None = None, phone=None) -> "IndexWriter":
         """Lock (unless lock_fd from acquire_lock is given), check or create the manifest, collect garbage.
 
         source: what load_encoder should be given to get the encoder back (default: its name)."""
@@ -83,6 +85,7 @@ class IndexWriter:
             if (directory / MANIFEST_NAME).exists():
                 manifest = IndexStore.open(directory).manifest
                 check_encoder_matches(manifest, encoder, directory)
+                check_phone_matches(manifest, phone, directory)
             else:
                 now = now_utc()
                 manifest = Manifest(
@@ -91,6 +94,8 @@ class IndexWriter:
                     dim=int(encoder.dim),
                     feature_config=asdict(encoder.feature_config),
                     encoder_source=source or encoder.name,
+                    phone_model=phone.name if phone is not None else "",
+                    phone_checksum=phone.checksum if phone is not None else "",
                     created=now,
                     updated=now,
                 )
@@ -146,6 +151,14 @@ class IndexWriter:
         if self._pending_n >= SEGMENT_MAX_WINDOWS:
             self._flush()
 
+    def add_phonetic(self, file_id: int, codes: np.ndarray) -> int:
+        """Write a file's phonetic frames (uint8 codes [T, N_CLASSES]) durably as phon-<file_id>.awp; like its
+        windows, it is live only once a commit lists the file. Returns the number of frames."""
+        from awesearch.phonetic import awp_bytes
+
+        atomic_write_bytes(self.directory / phonetic_name(file_id), awp_bytes(codes))
+        return len(codes)
+
     def drop_pending(self, file_id: int) -> None:
         """Forget buffered windows of a file that failed half way (any already flushed stay dead rows)."""
         kept = []
@@ -192,6 +205,7 @@ class IndexWriter:
                 "status": [r.status for r in ordered],
                 "error": [r.error for r in ordered],
                 "windows": [int(r.windows) for r in ordered],
+                "phonetic_frames": [int(r.phonetic_frames) for r in ordered],
             },
             files_schema(),
         )

@@ -93,7 +93,8 @@ def test_open_for_search_gives_a_window_table(tmp_path, random_encoder):
         fid = w.new_file_id()
         w.add_windows(fid, unit_rows(4, 0).repeat(random_encoder.dim // DIM, axis=1), np.zeros(4), np.ones(4))
         w.commit([record(fid + 0, "/x/z.wav", 4)])
-    table, encoder = open_for_search(tmp_path)
+    table, encoder, phone = open_for_search(tmp_path)
+    assert phone is None  # the random encoder has no phonetic front end
     assert encoder.checksum == random_encoder.checksum
     assert table.index.ntotal == 4 and table.paths == ["/x/z.wav"] and list(table.file_ids) == [0] * 4
 

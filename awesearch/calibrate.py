@@ -1,0 +1,117 @@
+"""Calibrated scores: the probability that the query is spoken at a hit (issue 8, point 3).
+
+A logistic model maps the second stage's evidence for one candidate to P(query spoken there):
+
+    features  cosine          first-stage AWE score of the best window in the region
+              llr_per_token   alignment log-likelihood ratio / target tokens (awesearch/verify.py)
+              worst_token     the lowest single-token LLR (a missing phoneme or word boundary)
+              llr             the total LLR
+              log_tokens      log of the number of target tokens (longer queries accumulate more LLR)
+
+The weights of the first four are constrained to be >= 0, so the probability is monotone in every
+score: more evidence never lowers it. One model per query kind ("text": text and fused queries,
+"audio": query by example, whose target is the head's own decoding of the example) is fitted by
+``python -m awesearch.train.fit_calibration`` on an archive of held-out synthetic voices (never on
+real evaluation speech, never on SVOX pico or piper voices), and shipped as assets/calibration-v1.json
+(magic + version; refused with a clear error on mismatch). It also carries the constant offsets that
+move aligned phoneme edges to word edges, measured on the same archive.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+
+MAGIC = "awesearch-calibration"
+VERSION = 1
+FEATURES = ("cosine", "llr_per_token", "worst_token", "llr", "log_tokens")
+MONOTONE = (True, True, True, True, False)  # weight >= 0: the probability never falls as this evidence grows
+DEFAULT_PATH = Path(__file__).parent / "assets" / "calibration-v1.json"
+KINDS = ("text", "audio")
+
+
+@dataclass
+class LogisticCalibrator:
+    """p = sigmoid(bias + sum_i weight_i * (x_i - mean_i) / std_i)."""
+
+    weights: list[float]
+    bias: float
+    mean: list[float]
+    std: list[float]
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """x: [n, len(FEATURES)] -> [n] probabilities in [0, 1]."""
+        z = (np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+        logit = z @ np.asarray(self.weights) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+
+
+@dataclass
+class Calibration:
+    models: dict[str, LogisticCalibrator]  # by query kind
+    start_offset_s: float = 0.0  # added to the aligned first-phoneme time to get the word's start
+    end_offset_s: float = 0.0  # added to the aligned last-phoneme end to get the word's end
+    fitted_on: dict = field(default_factory=dict)  # provenance: archive, voices, counts, held-out scores
+
+    def save(self, path: Path) -> None:
+        d = {"magic": MAGIC, "version": VERSION, "features": list(FEATURES),
+             "models": {k: asdict(m) for k, m in self.models.items()},
+             "start_offset_s": self.start_offset_s, "end_offset_s": self.end_offset_s, "fitted_on": self.fitted_on}
+        tmp = Path(path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(d, indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Calibration":
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"cannot read calibration {path}: {e}") from None
+        if not isinstance(d, dict) or d.get("magic") != MAGIC:
+            raise CheckpointError(f"{path} is not an awesearch calibration file")
+        if d.get("version") != VERSION or tuple(d.get("features", ())) != FEATURES:
+            raise CheckpointError(f"calibration {path} has version {d.get('version')} / features {d.get('features')}; reinstall awesearch")
+        models = {k: LogisticCalibrator(**m) for k, m in d["models"].items()}
+        if set(models) != set(KINDS):
+            raise CheckpointError(f"calibration {path} lacks models for {sorted(set(KINDS) - set(models))}")
+        return cls(models, d["start_offset_s"], d["end_offset_s"], d.get("fitted_on", {}))
+
+
+@lru_cache(maxsize=2)
+def load_calibration(path: str | None = None) -> Calibration:
+    return Calibration.load(Path(path) if path else DEFAULT_PATH)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 500) -> LogisticCalibrator:
+    """Class-balanced logistic regression with the MONOTONE weights kept >= 0 (projected gradient steps)."""
+    import torch
+
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if len(np.unique(y)) < 2:
+        raise ValueError("calibration needs positive and negative examples")
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xt = torch.tensor((x - mean) / std)
+    yt = torch.tensor(y)
+    pos = float(y.mean())
+    sample_w = torch.where(yt > 0, 0.5 / pos, 0.5 / (1 - pos))  # balanced: the prior is put back in the bias below
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    mono = torch.tensor(MONOTONE[: x.shape[1]])
+    opt = torch.optim.Adam([w, b], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        logit = xt @ w + b
+        loss = (sample_w * torch.nn.functional.binary_cross_entropy_with_logits(logit, yt, reduction="none")).mean() + l2 * (w**2).sum()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            w[mono] = w[mono].clamp(min=0.0)
+    prior = float(np.log(pos / (1 - pos)))  # balanced training -> the true class prior of the fitting archive
+    return LogisticCalibrator(weights=w.detach().tolist(), bias=float(b.detach()) + prior, mean=mean.tolist(), std=std.tolist())

@@ -1,0 +1,254 @@
+"""The phonetic frame stage: a CTC phoneme head on the Whisper front end's frames, and the `.awp` file of
+quantised log-posteriors that the indexer writes per recording (issue 8, point 1).
+
+Classes: 0 is the CTC blank, 1..39 the ARPAbet phonemes of ``awesearch.g2p.PHONEMES`` (no stress), 40 is
+the word boundary ``|`` (as in wav2vec2's character CTC). Training targets are ``| w1 | w2 | ... |``, so the
+head learns where words start and end, which is what lets the second stage (awesearch/verify.py) reject
+"prince" inside "princess" or "bred" inside "spread".
+
+Checkpoint (torch, read with weights_only=True): magic "awesearch-phone", version, name, dims
+(PhoneHeadDims), state_dict (fp16), train_info. Rebuilt as PhoneHead(PhoneHeadDims(**ckpt["dims"])).
+
+`.awp` file (one per indexed recording, written once, never modified):
+    header  struct "<8sHHHHfII": magic b"AWSPHON\\0", version, header bytes, n_classes, reserved,
+            frame_rate (Hz), n_frames, crc32 of the payload
+    payload uint8 [n_frames, n_classes]: q = round(-log p / QUANT_STEP_NATS), clipped to 255
+Frames the encoder never saw (silence between speech, skipped by the indexer) hold "certainly blank".
+At 50 frames/s and 41 classes this is 7.4 MB per audio hour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import CheckpointError, IndexFormatError, QueryError
+from .g2p import PHONEMES
+
+BLANK = 0
+BOUNDARY = len(PHONEMES) + 1  # 40: the word boundary token "|"
+N_CLASSES = len(PHONEMES) + 2  # blank + 39 phonemes + boundary
+BOUNDARY_SYMBOL = "|"
+FRAME_RATE = 50.0  # Hz: one class distribution per Whisper encoder frame (20 ms)
+QUANT_STEP_NATS = 1.0 / 16  # uint8 step of -log p; 255 steps cover p down to e^-15.9
+CHECKPOINT_MAGIC = "awesearch-phone"
+CHECKPOINT_VERSION = 1
+AWP_MAGIC = b"AWSPHON\0"
+AWP_VERSION = 1
+_AWP_HEADER = struct.Struct("<8sHHHHfII")
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_PHONE_MODEL = "phone-whisper-v1"
+
+
+@dataclass
+class PhoneHeadDims:
+    n_input: int = 384  # Whisper tiny.en encoder width
+    channels: int = 256  # one conv layer: the Whisper frames are already phonetic, the head only reads them out
+    kernel_size: int = 5  # +-40 ms of neighbours: enough to place boundaries, cheap at indexing
+    n_classes: int = N_CLASSES
+
+
+class PhoneHead(nn.Module):
+    """Whisper frames [B, T, 384] -> log-posteriors [B, T, n_classes] (log-softmax)."""
+
+    def __init__(self, dims: PhoneHeadDims):
+        super().__init__()
+        self.dims = dims
+        self.conv = nn.Conv1d(dims.n_input, dims.channels, dims.kernel_size, padding=dims.kernel_size // 2)
+        self.norm = nn.LayerNorm(dims.channels)
+        self.out = nn.Linear(dims.channels, dims.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        return torch.log_softmax(self.out(self.norm(h)), dim=-1)
+
+
+@dataclass
+class PhoneModel:
+    """A loaded phoneme head plus what identifies it in an index manifest."""
+
+    head: PhoneHead
+    name: str
+    checksum: str
+
+    @torch.inference_mode()
+    def log_posteriors(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Whisper frames [T, 384] -> float32 log-posteriors [T, N_CLASSES]."""
+        x = torch.as_tensor(np.asarray(frames, dtype=np.float32))[None]
+        return self.head(x)[0].numpy()
+
+
+def save_phone_checkpoint(path: Path, head: PhoneHead, name: str, train_info: dict) -> str:
+    state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in head.state_dict().items()}
+    ckpt = {"magic": CHECKPOINT_MAGIC, "version": CHECKPOINT_VERSION, "name": name, "dims": asdict(head.dims),
+            "state_dict": state, "train_info": train_info}
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+    return _sha256(path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_phone_checkpoint(path: Path) -> PhoneModel:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"phoneme head checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files
+        raise CheckpointError(f"cannot read phoneme head checkpoint {path}: {e.__class__.__name__}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("magic") != CHECKPOINT_MAGIC:
+        raise CheckpointError(f"{path} is not an awesearch phoneme head checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has phoneme head version {ckpt.get('version')}; this awesearch reads {CHECKPOINT_VERSION}")
+    dims = PhoneHeadDims(**ckpt["dims"])
+    if dims.n_classes != N_CLASSES:
+        raise CheckpointError(f"{path}: {dims.n_classes} classes, this awesearch uses {N_CLASSES}")
+    head = PhoneHead(dims)
+    head.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+    return PhoneModel(head.eval(), ckpt["name"], _sha256(path))
+
+
+@lru_cache(maxsize=4)
+def load_phone_model(name: str = DEFAULT_PHONE_MODEL) -> PhoneModel:
+    """A shipped head by name (checked against assets/SHA256SUMS) or a checkpoint path."""
+    shipped = ASSETS / f"{name}.pt"
+    if shipped.is_file():
+        model = load_phone_checkpoint(shipped)
+        from .encoder import shipped_checksums
+
+        if shipped_checksums().get(shipped.name) != model.checksum:
+            raise CheckpointError(f"shipped checkpoint {shipped.name} does not match its checksum; reinstall awesearch")
+        model.name = name  # what an index manifest records, and gives back here
+        return model
+    if name.endswith(".pt") or "/" in name:
+        return load_phone_checkpoint(Path(name))
+    raise CheckpointError(f"unknown phoneme head {name!r}")
+
+
+# -- symbols ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _symbol_ids() -> dict[str, int]:
+    ids = {p: i + 1 for i, p in enumerate(PHONEMES)}
+    ids[BOUNDARY_SYMBOL] = BOUNDARY
+    return ids
+
+
+def symbols_to_ids(symbols: list[str]) -> list[int]:
+    """ARPAbet (stress digits ignored) and "|" -> class ids; QueryError on anything else."""
+    table = _symbol_ids()
+    out = []
+    for s in symbols:
+        key = s if s == BOUNDARY_SYMBOL else s.rstrip("012").upper()
+        if key not in table:
+            raise QueryError(f"unknown phoneme {s!r}")
+        out.append(table[key])
+    return out
+
+
+def ids_to_symbols(ids) -> list[str]:
+    return [BOUNDARY_SYMBOL if i == BOUNDARY else PHONEMES[i - 1] for i in ids if i != BLANK]
+
+
+def word_targets(words: list[list[str]]) -> list[int]:
+    """Phonemes of consecutive words -> CTC target ids "| w1 | w2 | ... |"."""
+    out = [BOUNDARY]
+    for w in words:
+        out.extend(symbols_to_ids(w))
+        out.append(BOUNDARY)
+    return out
+
+
+def greedy_decode(logp: np.ndarray) -> list[int]:
+    """Best-path CTC decoding: argmax per frame, repeats merged, blanks dropped."""
+    best = np.argmax(logp, axis=1)
+    keep = np.ones(len(best), bool)
+    keep[1:] = best[1:] != best[:-1]
+    return [int(c) for c in best[keep] if c != BLANK]
+
+
+# -- quantisation and .awp files ------------------------------------------------------------------
+
+
+def quantize(logp: np.ndarray) -> np.ndarray:
+    """float log-posteriors [T, C] -> uint8 codes (0 = certain)."""
+    return np.clip(np.rint(-np.asarray(logp, np.float32) / QUANT_STEP_NATS), 0, 255).astype(np.uint8)
+
+
+def dequantize(codes: np.ndarray) -> np.ndarray:
+    return codes.astype(np.float32) * -QUANT_STEP_NATS
+
+
+def blank_codes(n_frames: int) -> np.ndarray:
+    """Codes of frames nobody encoded: blank certain, everything else at the floor."""
+    codes = np.full((n_frames, N_CLASSES), 255, np.uint8)
+    codes[:, BLANK] = 0
+    return codes
+
+
+def awp_bytes(codes: np.ndarray, frame_rate: float = FRAME_RATE) -> bytes:
+    codes = np.ascontiguousarray(codes, np.uint8)
+    if codes.ndim != 2 or codes.shape[1] != N_CLASSES:
+        raise ValueError(f"phonetic codes must be [T, {N_CLASSES}], got {codes.shape}")
+    payload = codes.tobytes()
+    header = _AWP_HEADER.pack(AWP_MAGIC, AWP_VERSION, _AWP_HEADER.size, N_CLASSES, 0, frame_rate, len(codes), zlib.crc32(payload))
+    return header + payload
+
+
+@dataclass
+class AwpHeader:
+    frame_rate: float  # Hz
+    n_frames: int
+    crc32: int  # of the payload
+
+
+def read_awp_header(path: Path) -> AwpHeader:
+    with open(path, "rb") as f:
+        raw = f.read(_AWP_HEADER.size)
+    return _parse_header(raw, path)
+
+
+def _parse_header(raw: bytes, path: Path) -> AwpHeader:
+    if len(raw) < _AWP_HEADER.size:
+        raise IndexFormatError(f"phonetic file {path} is truncated; run awesearch index on the same folders to repair it")
+    magic, version, hsize, n_classes, _, rate, n, crc = _AWP_HEADER.unpack(raw[: _AWP_HEADER.size])
+    if magic != AWP_MAGIC:
+        raise IndexFormatError(f"{path} is not an awesearch phonetic file; run awesearch index on the same folders to repair it")
+    if version != AWP_VERSION or hsize != _AWP_HEADER.size or n_classes != N_CLASSES:
+        raise IndexFormatError(f"phonetic file {path} has version {version} ({n_classes} classes); re-index")
+    return AwpHeader(rate, n, crc)
+
+
+def read_awp(path: Path, start_frame: int = 0, end_frame: int | None = None, verify: bool = False) -> np.ndarray:
+    """Codes [end - start, N_CLASSES] of frames [start, end) (clipped to the file); verify=True reads all and
+    checks the payload's crc32."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = _parse_header(f.read(_AWP_HEADER.size), path)
+        if verify:
+            payload = f.read()
+            if len(payload) != head.n_frames * N_CLASSES or zlib.crc32(payload) != head.crc32:
+                raise IndexFormatError(f"phonetic file {path} is damaged; run awesearch index on the same folders to repair it")
+            codes = np.frombuffer(payload, np.uint8).reshape(head.n_frames, N_CLASSES)
+            return codes[max(0, start_frame) : end_frame]
+        lo = min(max(0, start_frame), head.n_frames)
+        hi = head.n_frames if end_frame is None else min(max(lo, end_frame), head.n_frames)
+        f.seek(_AWP_HEADER.size + lo * N_CLASSES)
+        raw = f.read((hi - lo) * N_CLASSES)
+    if len(raw) != (hi - lo) * N_CLASSES:
+        raise IndexFormatError(f"phonetic file {path} is truncated; run awesearch index on the same folders to repair it")
+    return np.frombuffer(raw, np.uint8).reshape(hi - lo, N_CLASSES)

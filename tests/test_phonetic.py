@@ -1,0 +1,107 @@
+"""The phonetic frame stage: .awp files, quantisation, checkpoints (awesearch/phonetic.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from awesearch.errors import CheckpointError, IndexFormatError, QueryError
+from awesearch.phonetic import (
+    BLANK,
+    BOUNDARY,
+    N_CLASSES,
+    QUANT_STEP_NATS,
+    PhoneHead,
+    PhoneHeadDims,
+    awp_bytes,
+    blank_codes,
+    dequantize,
+    greedy_decode,
+    ids_to_symbols,
+    load_phone_checkpoint,
+    quantize,
+    read_awp,
+    read_awp_header,
+    save_phone_checkpoint,
+    symbols_to_ids,
+    word_targets,
+)
+
+
+def random_logp(t, seed=0):
+    x = np.random.default_rng(seed).normal(size=(t, N_CLASSES)).astype(np.float32) * 3
+    return x - np.log(np.exp(x).sum(1, keepdims=True))
+
+
+def test_quantisation_error_is_half_a_step_above_the_floor():
+    logp = random_logp(500)
+    back = dequantize(quantize(logp))
+    above_floor = -logp < 255 * QUANT_STEP_NATS
+    assert np.abs(back - logp)[above_floor].max() <= QUANT_STEP_NATS / 2 + 1e-6
+    assert np.all(back[~above_floor] == -255 * QUANT_STEP_NATS)
+
+
+def test_awp_round_trips_whole_and_by_slice(tmp_path):
+    codes = quantize(random_logp(321))
+    path = tmp_path / "phon-00000007.awp"
+    path.write_bytes(awp_bytes(codes))
+    head = read_awp_header(path)
+    assert head.n_frames == 321 and head.frame_rate == 50.0
+    assert np.array_equal(read_awp(path, verify=True), codes)
+    assert np.array_equal(read_awp(path, 100, 150), codes[100:150])
+    assert np.array_equal(read_awp(path, 300, 400), codes[300:])  # clipped at the end
+    assert read_awp(path, 400, 500).shape == (0, N_CLASSES)
+
+
+def test_awp_damage_is_refused_with_the_repair_hint(tmp_path):
+    path = tmp_path / "p.awp"
+    data = bytearray(awp_bytes(quantize(random_logp(50))))
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexFormatError, match="damaged.*awesearch index"):
+        read_awp(path, verify=True)
+    path.write_bytes(bytes(data[:-10]))
+    with pytest.raises(IndexFormatError, match="truncated"):
+        read_awp(path, 0, 50)
+    path.write_bytes(b"RIFF" + bytes(data[4:]))
+    with pytest.raises(IndexFormatError, match="not an awesearch phonetic file"):
+        read_awp(path)
+
+
+def test_blank_codes_decode_to_nothing():
+    assert greedy_decode(dequantize(blank_codes(20))) == []
+
+
+def test_targets_and_symbols():
+    t = word_targets([["DH", "AH"], ["P", "R", "IH1", "N", "S"]])
+    assert t[0] == BOUNDARY and t[-1] == BOUNDARY and t.count(BOUNDARY) == 3
+    assert ids_to_symbols(t) == ["|", "DH", "AH", "|", "P", "R", "IH", "N", "S", "|"]
+    with pytest.raises(QueryError):
+        symbols_to_ids(["XX"])
+
+
+def test_greedy_decode_merges_repeats_and_drops_blanks():
+    ids = [BLANK, 5, 5, BLANK, 5, BOUNDARY, BOUNDARY, 7]
+    logp = np.full((len(ids), N_CLASSES), -20.0, np.float32)
+    logp[np.arange(len(ids)), ids] = 0.0
+    assert greedy_decode(logp) == [5, 5, BOUNDARY, 7]
+
+
+def test_phone_checkpoint_round_trips(tmp_path):
+    torch.manual_seed(0)
+    head = PhoneHead(PhoneHeadDims(channels=16))
+    path = tmp_path / "phone-test.pt"
+    save_phone_checkpoint(path, head, "phone-test", {"seed": 0})
+    model = load_phone_checkpoint(path)
+    x = torch.randn(1, 30, 384)
+    with torch.no_grad():
+        assert torch.allclose(model.head(x), head.half().float()(x), atol=1e-4)
+    assert model.log_posteriors(x[0].numpy()).shape == (30, N_CLASSES)
+
+
+def test_phone_checkpoint_refuses_other_files(tmp_path):
+    bad = tmp_path / "x.pt"
+    torch.save({"magic": "awesearch-encoder"}, bad)
+    with pytest.raises(CheckpointError, match="not an awesearch phoneme head"):
+        load_phone_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_phone_checkpoint(tmp_path / "missing.pt")

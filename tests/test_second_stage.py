@@ -1,0 +1,90 @@
+"""The phonetic second stage end to end: index generated speech with the shipped encoder and phoneme head,
+then check rankings, phrases, boundaries and calibrated scores (awesearch/detect.py)."""
+
+import numpy as np
+import pytest
+
+from helpers import speech, write_audio
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    from awesearch.search import SearchEngine
+    from indexer.pipeline import index_paths
+
+    root = tmp_path_factory.mktemp("second-stage")
+    recordings = {
+        "a.wav": speech(["the prince spoke to us"]),
+        "b.wav": speech(["the print shop was closed"]),
+        "c.wav": speech(["the princess smiled at us"]),
+        "d.wav": speech(["i saw the little", "prince yesterday"], gap_s=0.3),  # 0.3 s pause inside the phrase
+    }
+    for name, (audio, _) in recordings.items():
+        write_audio(root / "audio" / name, audio)
+    index_paths([root / "audio"], root / "index")
+    engine = SearchEngine.open(root / "index")
+    words = {name: w for name, (_, w) in recordings.items()}
+    return engine, words
+
+
+def spoken(words, name, word):
+    return next(w for w in words[name] if w.word == word)
+
+
+def best_in(hits, name, around):
+    """The best hit in file `name` that overlaps the spoken word `around`."""
+    inside = [h for h in hits if h.path.endswith(name) and h.start < around.end and h.end > around.start]
+    return max(inside, key=lambda h: h.score) if inside else None
+
+
+def test_the_word_ranks_above_its_confusable_and_inside_a_longer_word(archive):
+    engine, words = archive
+    assert engine.calibrated
+    hits = engine.search(text="prince", threshold=0.0, k=50)
+    assert all(0.0 <= h.score <= 1.0 for h in hits)
+    right = best_in(hits, "a.wav", spoken(words, "a.wav", "prince"))
+    assert right is not None
+    for name, word in [("b.wav", "print"), ("c.wav", "princess")]:
+        wrong = best_in(hits, name, spoken(words, name, word))
+        assert wrong is None or wrong.score < right.score, (name, wrong, right)
+
+
+def test_hits_carry_the_aligned_word_edges(archive):
+    engine, words = archive
+    hit = engine.search(text="princess", k=1, threshold=0.0)[0]
+    truth = spoken(words, "c.wav", "princess")
+    assert hit.path.endswith("c.wav")
+    assert abs(hit.start - truth.start) < 0.1 and abs(hit.end - truth.end) < 0.15
+
+
+def test_a_two_word_phrase_is_found_across_a_pause(archive):
+    engine, words = archive
+    hits = engine.search(text="little prince", k=5, threshold=0.0)
+    little, prince = spoken(words, "d.wav", "little"), spoken(words, "d.wav", "prince")
+    assert prince.start - little.end > 0.25  # the pause is really there
+    top = hits[0]
+    assert top.path.endswith("d.wav")
+    assert abs(top.start - little.start) < 0.15 and abs(top.end - prince.end) < 0.2
+
+
+def test_the_default_threshold_keeps_detections_and_drops_the_rest(archive):
+    engine, words = archive
+    default = engine.search(text="princess")
+    assert default and all(h.score >= 0.5 for h in default)
+    everything = engine.search(text="princess", threshold=0.0)
+    assert len(everything) >= len(default)
+
+
+def test_query_by_example_uses_the_examples_own_phonemes(archive, tmp_path):
+    from awesearch.search import AudioSpan
+
+    engine, words = archive
+    audio, clip_words = speech(["a prince"])
+    clip = write_audio(tmp_path / "clip.wav", audio)
+    w = next(x for x in clip_words if x.word == "prince")
+    hits = engine.search(audio=[AudioSpan(clip, w.start, w.end)], threshold=0.0, k=10)
+    top = hits[0]
+    assert top.path.endswith(("a.wav", "d.wav")), hits[:3]
+    assert np.isfinite(top.score)
