@@ -72,13 +72,18 @@ class Detector:
         return [c for c in cands if c.probability >= threshold]
 
     def _score(self, plan: QueryPlan, pool: int) -> list[Candidate]:
-        regions = []
-        for vec, (before, after) in zip(plan.vectors, plan.widen):
-            scores, ids = self.table.index.search(np.ascontiguousarray(vec[None], np.float32), pool)
-            ok = ids[0] >= 0
-            ids, scores = ids[0][ok], scores[0][ok]
-            regions += merge_windows(self.table.file_ids[ids], self.table.starts[ids], self.table.ends[ids], scores,
-                                     MARGIN_S + before, MARGIN_S + after)
+        found, befores, afters = [], [], []
+        scores, ids = self.table.index.search(np.ascontiguousarray(np.stack(plan.vectors), np.float32), pool)
+        for row, (before, after) in enumerate(plan.widen):
+            ok = ids[row] >= 0
+            found.append((ids[row][ok], scores[row][ok]))
+            befores.append(np.full(int(ok.sum()), MARGIN_S + before))
+            afters.append(np.full(int(ok.sum()), MARGIN_S + after))
+        ids = np.concatenate([i for i, _ in found])
+        scores = np.concatenate([s for _, s in found])
+        # one set of regions for all vectors: a phrase's own windows and its rarest word's windows merge
+        regions = merge_windows(self.table.file_ids[ids], self.table.starts[ids], self.table.ends[ids], scores,
+                                np.concatenate(befores), np.concatenate(afters))
         regions = [r for r in regions if self.phon_paths[r.file] is not None]
         if not regions:
             return []

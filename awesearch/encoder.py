@@ -166,18 +166,25 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint(path: Path) -> Encoder:
+def read_checkpoint(path: Path, magic: str, version: int, what: str) -> dict:
+    """The dict of a torch checkpoint file (weights_only), checked for magic and version; CheckpointError else."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"encoder checkpoint not found: {path}")
+        raise CheckpointError(f"{what} checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read encoder checkpoint {path}: {e.__class__.__name__}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("magic") != CHECKPOINT_MAGIC:
-        raise CheckpointError(f"{path} is not an awesearch encoder checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}; this awesearch reads version {CHECKPOINT_VERSION}")
+        raise CheckpointError(f"cannot read {what} checkpoint {path}: {e.__class__.__name__}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("magic") != magic:
+        raise CheckpointError(f"{path} is not an awesearch {what} checkpoint")
+    if ckpt.get("version") != version:
+        raise CheckpointError(f"{path} has {what} checkpoint version {ckpt.get('version')}; this awesearch reads version {version}")
+    return ckpt
+
+
+def load_checkpoint(path: Path) -> Encoder:
+    path = Path(path)
+    ckpt = read_checkpoint(path, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, "encoder")
     model = AWEModel(ModelDimensions(**ckpt["dims"]))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     fc = FeatureConfig(**ckpt["feature_config"])

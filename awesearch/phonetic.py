@@ -19,7 +19,6 @@ At 50 frames/s and 41 classes this is 7.4 MB per audio hour.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from dataclasses import asdict, dataclass
@@ -54,6 +53,7 @@ class PhoneHeadDims:
     channels: int = 256  # one conv layer: the Whisper frames are already phonetic, the head only reads them out
     kernel_size: int = 5  # +-40 ms of neighbours: enough to place boundaries, cheap at indexing
     n_classes: int = N_CLASSES
+    layers: int = 1  # conv layers (residual after the first): more context for the phoneme decision
 
 
 class PhoneHead(nn.Module):
@@ -63,12 +63,18 @@ class PhoneHead(nn.Module):
         super().__init__()
         self.dims = dims
         self.conv = nn.Conv1d(dims.n_input, dims.channels, dims.kernel_size, padding=dims.kernel_size // 2)
+        self.more = nn.ModuleList(
+            nn.Conv1d(dims.channels, dims.channels, dims.kernel_size, padding=dims.kernel_size // 2) for _ in range(dims.layers - 1)
+        )
         self.norm = nn.LayerNorm(dims.channels)
         self.out = nn.Linear(dims.channels, dims.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.nn.functional.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
-        return torch.log_softmax(self.out(self.norm(h)), dim=-1)
+        gelu = torch.nn.functional.gelu
+        h = gelu(self.conv(x.transpose(1, 2)))  # [B, C, T]
+        for conv in self.more:
+            h = h + gelu(conv(h))
+        return torch.log_softmax(self.out(self.norm(h.transpose(1, 2))), dim=-1)
 
 
 @dataclass
@@ -94,31 +100,22 @@ def save_phone_checkpoint(path: Path, head: PhoneHead, name: str, train_info: di
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(ckpt, tmp)
     tmp.replace(path)
-    return _sha256(path)
+    from .encoder import file_sha256
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def load_phone_checkpoint(path: Path) -> PhoneModel:
+    from .encoder import file_sha256, read_checkpoint
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"phoneme head checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read phoneme head checkpoint {path}: {e.__class__.__name__}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("magic") != CHECKPOINT_MAGIC:
-        raise CheckpointError(f"{path} is not an awesearch phoneme head checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has phoneme head version {ckpt.get('version')}; this awesearch reads {CHECKPOINT_VERSION}")
+    ckpt = read_checkpoint(path, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, "phoneme head")
     dims = PhoneHeadDims(**ckpt["dims"])
     if dims.n_classes != N_CLASSES:
         raise CheckpointError(f"{path}: {dims.n_classes} classes, this awesearch uses {N_CLASSES}")
     head = PhoneHead(dims)
     head.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
-    return PhoneModel(head.eval(), ckpt["name"], _sha256(path))
+    return PhoneModel(head.eval(), ckpt["name"], file_sha256(path))
 
 
 @lru_cache(maxsize=4)

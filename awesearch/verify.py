@@ -80,7 +80,7 @@ def align(d: np.ndarray, lengths: np.ndarray, target: list[int]) -> Alignment:
         np.copyto(m, alpha)
         np.maximum(m[:, 1:], alpha[:, :-1], out=m[:, 1:])
         if len(skip_rows):
-            np.maximum(m[:, skip_rows], alpha[:, skip_rows - 2], out=m[:, skip_rows])
+            m[:, skip_rows] = np.maximum(m[:, skip_rows], alpha[:, skip_rows - 2])  # fancy index: assign, not out=
         np.maximum(m[:, 1], 0.0, out=m[:, 1])  # a fresh start in the first token
         alpha = m + e[t]
         alpha[invalid[t]] = NEG
@@ -148,15 +148,19 @@ class Region:
 
 
 def merge_windows(files: np.ndarray, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray,
-                  before_s: float = MARGIN_S, after_s: float = MARGIN_S, max_region_s: float = MAX_REGION_S) -> list[Region]:
+                  before_s=MARGIN_S, after_s=MARGIN_S, max_region_s: float = MAX_REGION_S) -> list[Region]:
     """First-stage windows -> regions: per file, windows whose margins overlap are merged (a merged region is
-    not allowed to grow past max_region_s; the next window then opens a new one)."""
+    not allowed to grow past max_region_s; the next window then opens a new one). before_s / after_s:
+    seconds added to each window, one number or one per window."""
     out: list[Region] = []
-    order = np.lexsort((starts, files))
+    before = np.broadcast_to(np.asarray(before_s, np.float64), np.shape(starts))
+    after = np.broadcast_to(np.asarray(after_s, np.float64), np.shape(starts))
+    lows = np.asarray(starts, np.float64) - before
+    order = np.lexsort((lows, files))
     cur: Region | None = None
     cur_lo_s = cur_hi_s = 0.0
     for i in order:
-        f, lo, hi, sc = int(files[i]), float(starts[i]) - before_s, float(ends[i]) + after_s, float(scores[i])
+        f, lo, hi, sc = int(files[i]), float(lows[i]), float(ends[i]) + float(after[i]), float(scores[i])
         lo = max(0.0, lo)
         if cur is not None and cur.file == f and lo <= cur_hi_s and max(hi, cur_hi_s) - cur_lo_s <= max_region_s:
             cur_hi_s = max(cur_hi_s, hi)

@@ -88,3 +88,51 @@ def test_query_by_example_uses_the_examples_own_phonemes(archive, tmp_path):
     top = hits[0]
     assert top.path.endswith(("a.wav", "d.wav")), hits[:3]
     assert np.isfinite(top.score)
+
+
+def test_every_indexed_file_has_a_phonetic_file_that_round_trips(archive):
+    from awesearch.phonetic import FRAME_RATE, read_awp, read_awp_header
+    from awesearch.store import IndexStore
+
+    engine, _ = archive
+    index_dir = engine.table.phon_paths[0].parent
+    for f in IndexStore.open(index_dir).load_files():
+        path = index_dir / f"phon-{f.file_id:08d}.awp"
+        head = read_awp_header(path)
+        assert head.n_frames == f.phonetic_frames
+        assert abs(head.n_frames / FRAME_RATE - f.duration) < 0.05
+        assert read_awp(path, verify=True).shape[0] == f.phonetic_frames
+
+
+def test_a_changed_recording_gets_a_new_phonetic_file_and_the_old_one_goes(tmp_path):
+    from awesearch.store import IndexStore
+    from indexer.pipeline import index_paths
+
+    audio = tmp_path / "audio"
+    write_audio(audio / "x.wav", speech(["a short test"])[0])
+    index_paths([audio], tmp_path / "index")
+    before = sorted(p.name for p in (tmp_path / "index").glob("phon-*.awp"))
+    write_audio(audio / "x.wav", speech(["another short test"])[0])
+    index_paths([audio], tmp_path / "index")  # replaces x.wav's record
+    index_paths([audio], tmp_path / "index")  # the next writer collects the garbage
+    after = sorted(p.name for p in (tmp_path / "index").glob("phon-*.awp"))
+    live = [f for f in IndexStore.open(tmp_path / "index").load_files()]
+    assert len(before) == len(after) == 1 and before != after
+    assert after == [f"phon-{live[0].file_id:08d}.awp"]
+
+
+def test_an_index_of_the_previous_format_is_refused_with_the_reindex_message(archive, tmp_path):
+    import json
+    import shutil
+
+    from awesearch.errors import IndexFormatError
+    from awesearch.search import SearchEngine
+
+    engine, _ = archive
+    copy = tmp_path / "old"
+    shutil.copytree(engine.table.phon_paths[0].parent, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["format_version"] = 1
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexFormatError, match="re-index"):
+        SearchEngine.open(copy)

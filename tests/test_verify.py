@@ -70,3 +70,14 @@ def test_merge_windows_joins_overlaps_per_file_and_caps_length():
     ]
     capped = merge_windows(np.zeros(30, int), np.arange(30) * 0.5, np.arange(30) * 0.5 + 1.0, np.ones(30), 0.3, 0.3, max_region_s=3.0)
     assert len(capped) > 1 and all(r.frame_hi - r.frame_lo <= 3.0 * 50 + 1 for r in capped)
+
+
+def test_adjacent_tokens_need_no_blank_between_them():
+    """CTC may go straight from one token to the next (different) one; repeats of a token stay in it."""
+    target = word_targets(PRINCE)
+    ids = [BLANK, target[0], target[1], target[1], target[2], target[3], BLANK, target[4], target[5], target[6], BLANK]
+    lp = np.full((len(ids), N_CLASSES), -20.0, np.float32)
+    lp[np.arange(len(ids)), ids] = 0.0
+    a = run([lp], target)
+    assert a.llr[0] > -1e-3
+    assert a.start_frame[0] == 2 and a.end_frame[0] == 9

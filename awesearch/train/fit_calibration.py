@@ -114,6 +114,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--queries", type=int, default=300, help="word queries (phrases, confusables and audio: fewer)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dump", type=Path, help="also save every candidate's features and label (.npz) for analysis")
     a = p.parse_args()
 
     from awesearch.calibrate import Calibration, fit_logistic
@@ -182,6 +183,9 @@ def main() -> None:
     print(f"queries: {sum(k == 'text' for k, _, _ in plans)} text, {n_audio} audio", flush=True)
 
     rows = collect(engine, plans, POOL_WINDOWS)
+    if a.dump:
+        np.savez(a.dump, **{f"{k}_{n}": np.array([r[i] for r in v], dtype=object if n == "offset" else None)
+                            for k, v in rows.items() for i, n in enumerate(("x", "y", "q", "offset"))})
     models, report_kinds, offsets = {}, {}, []
     for kind, r in rows.items():
         x = np.stack([f for f, _, _, _ in r])

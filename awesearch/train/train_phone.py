@@ -40,6 +40,7 @@ class PhoneTrainConfig:
     seed: int = 0
     save_every: int = 250
     dims: PhoneHeadDims = field(default_factory=PhoneHeadDims)
+    init: Path | None = None  # a phoneme head checkpoint to continue training from
 
 
 def _targets(utt) -> list[int] | None:
@@ -144,6 +145,10 @@ def train(cfg: PhoneTrainConfig) -> dict:
     train_items = cached_features(cfg, "train", cfg.hours, None, cfg.augment_prob)
     val_items = cached_features(cfg, "val_voice", None, cfg.val_utterances, 0.0)
     head = PhoneHead(cfg.dims)
+    if cfg.init is not None:  # continue from a finished head (its dims win)
+        from awesearch.phonetic import load_phone_checkpoint
+
+        head = load_phone_checkpoint(cfg.init).head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
@@ -196,9 +201,13 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=PhoneTrainConfig.lr)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--layers", type=int, default=PhoneHeadDims.layers)
+    p.add_argument("--channels", type=int, default=PhoneHeadDims.channels)
+    p.add_argument("--init", type=Path, help="continue from this phoneme head checkpoint")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    train(PhoneTrainConfig(corpus=a.corpus.expanduser(), out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed))
+    train(PhoneTrainConfig(corpus=a.corpus.expanduser(), out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed,
+                           dims=PhoneHeadDims(layers=a.layers, channels=a.channels), init=a.init))
 
 
 if __name__ == "__main__":
