@@ -56,6 +56,7 @@ def index(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Encoder name or checkpoint path (default: the shipped model)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for the encoder (default: 1; decoding and VAD run beside it on a second core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    verify: bool = typer.Option(False, "--verify", help="Checksum every byte of the index first (done anyway up to 4 GB of index); damaged data is dropped and its recordings re-embedded."),
 ) -> None:
     """Index the speech in audio files: wav, flac, ogg, opus, mp3, m4a/aac and the audio of mp4/webm.
 
@@ -93,13 +94,20 @@ def index(
 
     try:
         with bar:
-            report = index_paths([str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads)
+            report = index_paths(
+                [str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads, verify=verify or None
+            )
     except AwesearchError as e:
         raise fail(str(e))
     except KeyboardInterrupt:
         typer.echo("awesearch: interrupted; the index keeps every file committed so far (run index again to resume)", err=True)
         raise typer.Exit(130)
     out = Console()
+    if report.repaired:
+        out.print(f"repaired: {len(report.repaired)} recordings had damaged index data and were re-embedded "
+                  f"({len(report.lost)} not under the given paths: index their folders too)", highlight=False, soft_wrap=True)
+    for p in report.lost:
+        out.print(f"lost {p}: its index data was damaged; index its folder again", highlight=False, soft_wrap=True)
     for s in report.skipped:
         out.print(f"skipped {s.path}: {s.reason}", highlight=False, soft_wrap=True)
     out.print(
@@ -142,6 +150,34 @@ def info(
         typer.echo("skipped:")
         for f in stats.skipped:
             typer.echo(f"  {f.path}: {f.error}")
+
+
+@app.command()
+def check(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+) -> None:
+    """Verify every byte of an index against the checksums in its manifest; exit 1 if anything is damaged.
+
+    Prints one line per missing, truncated or corrupted file. `awesearch index --verify` on the same folders repairs it.
+    """
+    from awesearch.errors import AwesearchError
+    from awesearch.integrity import damage_message
+    from awesearch.store import IndexStore
+
+    index_dir = resolve_index_dir(index)
+    try:
+        store = IndexStore.open(index_dir)
+        damages = store.verify(full=True)
+    except AwesearchError as e:
+        raise fail(str(e))
+    for d in damages:
+        typer.echo(f"damaged: {d}")
+    if damages:
+        raise fail(damage_message(index_dir, damages))
+    unchecked = store.unchecksummed()
+    size = sum(int(c["size"]) for c in store.manifest.checksums.values())
+    note = f" ({len(unchecked)} without checksums, written before checksums existed)" if unchecked else ""
+    typer.echo(f"ok: {len(store.data_names())} files, {human_bytes(size)} verified{note}")
 
 
 # -- query: the search engineer's command goes here (awesearch/search.py) ------------------------

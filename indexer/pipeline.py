@@ -70,6 +70,8 @@ class IndexReport:
     speech_s: float = 0.0  # seconds of it inside speech regions
     windows: int = 0  # windows embedded this run
     wall_s: float = 0.0  # seconds the run took
+    repaired: list[str] = field(default_factory=list)  # recordings whose index data was damaged (re-embedded if scanned)
+    lost: list[str] = field(default_factory=list)  # those of them not under the given paths (still to re-index)
 
     @property
     def realtime_factor(self) -> float:
@@ -219,6 +221,7 @@ def index_paths(
     threads: int | None = None,
     commit_interval_s: float = COMMIT_INTERVAL_S,
     phonetic: bool = True,
+    verify: bool | None = None,
 ) -> IndexReport:
     """Index the audio under `paths` into `index_dir` (created if missing), incrementally and durably.
 
@@ -226,6 +229,8 @@ def index_paths(
     another encoder or format version, AwesearchError when a path does not exist. phonetic=False leaves out the
     phonetic store (first-stage cosine scores only; benchmarks compare the two). Files that cannot be
     read are reported in IndexReport.skipped and recorded in the index; they never stop the run.
+    verify: see IndexWriter.open; damaged index data is dropped and its recordings re-embedded (repair.py).
+    IndexWriteError (one line) when the disk fills up or a write fails; every earlier commit stays intact.
     """
     from awesearch.encoder import load_encoder
     from awesearch.phonetic import load_phone_model
@@ -247,9 +252,12 @@ def index_paths(
     except BaseException:
         os.close(lock_fd)
         raise
-    with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd, phone=phone) as writer:
+    with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd, phone=phone, verify=verify) as writer:
         set_torch_threads(threads)
         work = plan(paths, scanned, writer.files)
+        report.repaired = writer.repaired
+        scanned_paths = {s.path for s in scanned}
+        report.lost = [p for p in writer.repaired if p not in scanned_paths]
         report.unchanged = len(work.unchanged) + len(work.touched)
         report.removed = len(work.removed)
 
