@@ -53,7 +53,7 @@ COMPACT_DEAD_FRACTION = 0.25  # ... or when this share of stored windows is dead
 READ_RETRIES = 3  # a reader re-reads the manifest when a writer garbage-collected what it named
 STATUS_INDEXED = "indexed"
 STATUS_SKIPPED = "skipped"
-OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|\..*\.tmp-\d+)$")
+OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|approx-\d{6}\.(faiss|rows)|\..*\.tmp-\d+)$")
 
 
 def phonetic_name(file_id: int) -> str:
@@ -107,6 +107,7 @@ class Manifest:
     created: str = ""
     updated: str = ""
     checksums: dict = field(default_factory=dict)  # data file name -> {"size": bytes, "crc32": hex} (integrity.py)
+    approx: dict | None = None  # the approximate index of a large index (awesearch/approx.py ApproxInfo), if any
 
     def to_json(self) -> str:
         d = {"magic": MAGIC, "format_version": FORMAT_VERSION, **asdict(self)}
@@ -349,6 +350,12 @@ class IndexStore:
                 damages.append(damage)
         return damages
 
+    def check_large(self, names: list[str]) -> None:
+        """IndexDamagedError unless these files (too large to read at open) are present with their recorded size."""
+        damages = [d for n in names if (d := check_file(self.directory / n, self.checksum_of(n), full=False))]
+        if damages:
+            raise IndexDamagedError(damage_message(self.directory, damages), damages)
+
     def unchecksummed(self) -> list[str]:
         """Data files the manifest names without a checksum entry (an index written before checksums)."""
         return [n for n in self.data_names() if n not in self.manifest.checksums]
@@ -443,6 +450,8 @@ class IndexStore:
         for seg in self.manifest.segments:
             names |= {f"{seg.name}.faiss", f"{seg.name}.parquet"}
         names |= {phonetic_name(f.file_id) for f in self.load_files() if f.status == STATUS_INDEXED and f.phonetic_frames}
+        if self.manifest.approx:
+            names |= {f"{self.manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}
         return names
 
     def stats(self) -> IndexStats:
@@ -494,6 +503,10 @@ def open_for_search(index_dir: str | os.PathLike):
 
         phone = load_phone_model(m.phone_model)
         check_phone_matches(m, phone, Path(index_dir))
+    if m.approx:
+        from .approx import open_approx_table
+
+        return store._retrying(lambda: open_approx_table(store)), encoder, phone
     data = store.load_search_data()
     ids = sorted(data.paths)
     dense = np.searchsorted(np.asarray(ids, np.int64), data.file_ids)

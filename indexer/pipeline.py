@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from awesearch.approx import update_approx
 from awesearch.audio import SAMPLE_RATE, AudioChunk, iter_chunks, probe_duration
 from awesearch.errors import AudioDecodeError, AwesearchError
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord
@@ -322,6 +323,7 @@ def index_paths(
             commit()
         if writer.needs_compaction():
             writer.compact()
+        update_approx(writer)
         state.current = ""
         report_progress(state)
     report.wall_s = time.monotonic() - t0

@@ -21,6 +21,7 @@ from awesearch.integrity import Damage, damage_message
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord, IndexStore, Manifest, parquet_from_bytes
 
 SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.(faiss|parquet)$")
+APPROX_FILE = re.compile(r"^approx-\d{6}\.(faiss|rows)$")
 LOST_REASON = "its index data was lost ({}); re-embedded when its folder is indexed again"
 
 
@@ -41,7 +42,10 @@ def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[
     bad = {d.name for d in damages}
     table_lost = manifest.files_table in bad
     bad_segments = {m.group(1) for name in bad if (m := SEGMENT_FILE.match(name))}
-    unknown = [d for d in damages if d.name != manifest.files_table and not SEGMENT_FILE.match(d.name)]
+    if manifest.approx and bad & {f"{manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}:
+        manifest.approx = None  # derived from the segments: rebuilt at the end of the run, nothing is lost
+    approx = APPROX_FILE.match
+    unknown = [d for d in damages if d.name != manifest.files_table and not SEGMENT_FILE.match(d.name) and not approx(d.name)]
     if unknown:
         raise IndexDamagedError(
             damage_message(directory, unknown).split(";")[0] + "; this kind of file cannot be repaired: re-index into a new directory",

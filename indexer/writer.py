@@ -146,7 +146,7 @@ class IndexWriter:
         return writer
 
     @contextmanager
-    def _storage(self):
+    def storage(self):
         """Turn a failed write (full disk, I/O error) into IndexWriteError; committed state is untouched."""
         try:
             yield
@@ -176,7 +176,7 @@ class IndexWriter:
         self.manifest.next_file_id += 1
         return fid
 
-    def _next_name(self, prefix: str) -> str:
+    def next_name(self, prefix: str) -> str:
         n = self.manifest.next_number
         self.manifest.next_number += 1
         return f"{prefix}-{n:06d}"
@@ -221,8 +221,8 @@ class IndexWriter:
             return
         cols = [np.concatenate([p[i] for p in self._pending]) for i in range(4)]
         self._pending, self._pending_n = [], 0
-        with self._storage():
-            self._new_segments.append(write_segment(self.directory, self._next_name("seg"), *cols))
+        with self.storage():
+            self._new_segments.append(write_segment(self.directory, self.next_name("seg"), *cols))
 
     def commit(
         self,
@@ -235,7 +235,7 @@ class IndexWriter:
         before_publish runs after every new file is durable and before the manifest names them (tests).
         IndexWriteError when the disk is full or a write fails: nothing of this commit is published."""
         self._flush()
-        with self._storage():
+        with self.storage():
             self._commit(records, removed_paths, before_publish)
         self.committed_files += sum(r.status == STATUS_INDEXED for r in records)
 
@@ -246,7 +246,7 @@ class IndexWriter:
         for r in records:
             files[r.path] = r
         ordered = sorted(files.values(), key=lambda r: r.file_id)
-        table_name = f"{self._next_name('files')}.parquet"
+        table_name = f"{self.next_name('files')}.parquet"
         write_parquet(
             self.directory / table_name,
             {
