@@ -190,7 +190,7 @@ def query(
     start: Optional[List[float]] = typer.Option(None, "--start", help="With --audio: start of the example span in seconds (one per --audio, in order)."),
     end: Optional[List[float]] = typer.Option(None, "--end", help="With --audio: end of the example span in seconds (one per --audio, in order)."),
     queries: Optional[Path] = typer.Option(None, "--queries", help="File of text queries, one per line (blank lines and #comments ignored)."),
-    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    index: Optional[List[Path]] = typer.Option(None, "--index", "-i", help=INDEX_HELP + " Repeat to search several indexes (shards) as one."),
     top: Optional[int] = typer.Option(None, "--top", "-k", help="Most hits per query (each spoken occurrence is one hit); default 100 with calibrated scores, 10 otherwise."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum score: the probability (0..1, default 0.5) that the query is spoken there; on an index without a phonetic store (mel or random encoder) a cosine, default none."),
     as_json: bool = typer.Option(False, "--json", help='Print [{"path", "start", "end", "score"}, ...] (with --queries: one {"query", "hits"} per line).'),
@@ -235,13 +235,18 @@ def query(
             # than with 1 on a busy 2-core machine).
             torch.set_num_threads(1)
             faiss.omp_set_num_threads(1)
-        engine = SearchEngine.open(resolve_index_dir(index))
+        if index and len(index) > 1:
+            from awesearch.shards import ShardedEngine
+
+            engine = ShardedEngine.open(index)
+        else:
+            engine = SearchEngine.open(resolve_index_dir(index[0] if index else None))
         if batch is None:
             results = [(text, engine.search(text=text, audio=examples, k=top, threshold=threshold))]
         else:
             results = list(zip(batch, engine.search_texts(batch, k=top, threshold=threshold)))
         if fmt is not None:
-            write_export(results, fmt, out, resolve_index_dir(index))
+            write_export(results, fmt, out, resolve_index_dir(index[0] if index else None))
             return
     except AwesearchError as e:
         raise fail(str(e))
