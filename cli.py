@@ -56,6 +56,7 @@ def index(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Encoder name or checkpoint path (default: the shipped model)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for the encoder (default: 1; decoding and VAD run beside it on a second core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://host:8786): its workers embed the files, this process commits (see README)."),
     verify: bool = typer.Option(False, "--verify", help="Checksum every byte of the index first (done anyway up to 4 GB of index); damaged data is dropped and its recordings re-embedded."),
 ) -> None:
     """Index the speech in audio files: wav, flac, ogg, opus, mp3, m4a/aac and the audio of mp4/webm.
@@ -95,7 +96,8 @@ def index(
     try:
         with bar:
             report = index_paths(
-                [str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads, verify=verify or None
+                [str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads, verify=verify or None,
+                cluster=cluster,
             )
     except AwesearchError as e:
         raise fail(str(e))

@@ -24,11 +24,10 @@ import numpy as np
 APPROX_MIN_WINDOWS = 1_000_000  # live windows from which queries go through the approximate index
 TAIL_MAX_FRACTION = 0.25  # windows in segments it does not cover, relative to those it holds, before extending
 RETRAIN_GROWTH = 4.0  # retrain the coarse quantizer when live windows exceed this times the training-time count
-LISTS_PER_SQRT = 4  # inverted lists ~ LISTS_PER_SQRT * sqrt(windows), rounded to a power of two ...
+LISTS_PER_SQRT = 1  # inverted lists ~ LISTS_PER_SQRT * sqrt(windows), rounded to a power of two ...
 MIN_LISTS, MAX_LISTS = 64, 65536  # ... within these bounds
 TRAIN_PER_LIST = 64  # training vectors per list (faiss wants 39 or more)
-NPROBE_FRACTION = 1 / 32  # lists probed per query, as a share of all lists (benchmarks/scale_bench.py) ...
-MIN_NPROBE = 16  # ... at least this many
+NPROBE = 32  # lists probed per query (recall against nprobe: benchmarks/scale_bench.py)
 ADD_BATCH = 1 << 18  # windows encoded per faiss add call
 
 
@@ -56,7 +55,7 @@ def choose_nlist(windows: int) -> int:
 
 
 def choose_nprobe(nlist: int) -> int:
-    return int(min(nlist, max(MIN_NPROBE, round(nlist * NPROBE_FRACTION))))
+    return int(min(nlist, NPROBE))
 
 
 # -- building (the writer's side) -----------------------------------------------------------------------
