@@ -132,9 +132,12 @@ def info(
     from awesearch.errors import AwesearchError
     from awesearch.store import IndexStore
 
+    from awesearch.approx import describe
+
     index_dir = resolve_index_dir(index)
     try:
-        stats = IndexStore.open(index_dir).stats()
+        store = IndexStore.open(index_dir)
+        stats = store.stats()
     except AwesearchError as e:
         raise fail(str(e))
     lines = [
@@ -144,6 +147,7 @@ def info(
         f"audio:    {stats.audio_s / 3600:.2f} h ({human_duration(stats.audio_s)})",
         f"windows:  {stats.windows} live ({stats.stored_windows} stored in {stats.segments} segments)",
         f"size:     {human_bytes(stats.size_bytes)} on disk",
+        f"search:   {describe(store.manifest)}",
         f"updated:  {stats.updated}",
     ]
     for line in lines:

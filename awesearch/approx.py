@@ -49,6 +49,15 @@ def approx_info(manifest) -> ApproxInfo | None:
     return ApproxInfo(**manifest.approx) if manifest.approx else None
 
 
+def describe(manifest) -> str:
+    """One line for `awesearch info`: how queries search this index."""
+    info = approx_info(manifest)
+    if info is None:
+        return f"exact (approximate from {APPROX_MIN_WINDOWS:,} live windows)"
+    tail = sum(s.windows for s in manifest.segments if s.name not in set(info.segments))
+    return f"approximate: IVF, {info.nlist} lists, {info.windows:,} windows, nprobe {choose_nprobe(info.nlist)}; {tail:,} newer windows exact"
+
+
 def choose_nlist(windows: int) -> int:
     target = LISTS_PER_SQRT * math.sqrt(max(windows, 1))
     return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** round(math.log2(target)))))

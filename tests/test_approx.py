@@ -28,6 +28,7 @@ def clustered(n: int, seed: int) -> np.ndarray:
 def small_thresholds(monkeypatch):
     monkeypatch.setattr(approx, "APPROX_MIN_WINDOWS", 20_000)
     monkeypatch.setattr(approx, "MIN_LISTS", 16)
+    monkeypatch.setattr(approx, "NPROBE", 8)  # 8 of 128 lists: a search that really is approximate
 
 
 def add(w: IndexWriter, path: str, n: int, seed: int):
@@ -75,7 +76,7 @@ def test_recall_against_exact_then_tail_and_tombstones(tmp_path):
         assert set(w.manifest.checksums) >= set(info.files())  # checksummed like every data file
         exact, table = exact_and_approx(tmp_path)
         queries = clustered(40, 99)
-        # recall@100 against exact search: 0.995 seen here (8-bit codes, 512 lists, nprobe 16)
+        # recall@100 against exact search: 0.990 seen here (8-bit codes, 128 lists, nprobe 8)
         assert recall_at(exact, table, queries, 100) >= 0.95
         assert table.index.ntotal == 27_000
 
@@ -91,13 +92,14 @@ def test_recall_against_exact_then_tail_and_tombstones(tmp_path):
         exact, table = exact_and_approx(tmp_path)
         _, ids = table.index.search(queries, 100)
         assert "/x/0.wav" not in {k[0] for row in ids for k in keys(table, row)}
-        assert recall_at(exact, table, queries, 100) >= 0.95  # 0.991 seen: dead rows are skipped, not counted
+        assert recall_at(exact, table, queries, 100) >= 0.95  # 0.975 seen: dead rows are skipped, not counted
 
 
 def test_extend_retrain_rebuild_drop(tmp_path):
     with IndexWriter.open(tmp_path, FakeEncoder()) as w:
         add(w, "/x/a.wav", 21_000, 0)
         assert approx.update_approx(w) == "build"
+        assert approx.describe(w.manifest).startswith("approximate: IVF, 128 lists, 21,000 windows")
         first = approx.approx_info(w.manifest)
         add(w, "/x/b.wav", 8000, 1)  # tail 8000 > 0.25 * 21000
         assert approx.update_approx(w) == "extend"
@@ -113,6 +115,7 @@ def test_extend_retrain_rebuild_drop(tmp_path):
         assert approx.approx_info(w.manifest).windows == 29_000
         w.commit([], removed_paths={"/x/a.wav"})  # 8,000 live windows left: below the threshold
         assert approx.update_approx(w) == "drop" and w.manifest.approx is None
+        assert approx.describe(w.manifest).startswith("exact")
 
 
 def test_damaged_approximate_index_is_refused_then_rebuilt(tmp_path):

@@ -47,6 +47,12 @@ def indexed(corpus, tmp_path):
     return idx
 
 
+def test_help():
+    for command, words in (("check", ["checksums", "exit 1", "--index"]), ("index", ["--verify", "--cluster"])):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and all(w in result.output for w in words), result.output
+
+
 def test_every_data_file_has_a_checksum(indexed):
     m = json.loads((indexed / MANIFEST_NAME).read_text())
     store = IndexStore.open(indexed)
