@@ -184,3 +184,24 @@ def test_full_tmpfs_ends_in_one_line_and_keeps_the_index(corpus, tmp_path):
         assert again.exit_code == 0 and "2 indexed, 1 unchanged" in again.output, again.output
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_index_written_before_checksums_opens_and_gains_them(indexed):
+    from indexer.writer import IndexWriter
+
+    path = indexed / MANIFEST_NAME
+    m = json.loads(path.read_text())
+    del m["checksums"], m["approx"]
+    for seg in m["segments"]:
+        del seg["file_id_min"], seg["file_id_max"]
+    path.write_text(json.dumps(m))
+    store = IndexStore.open(indexed)
+    assert store.unchecksummed() == store.data_names() and store.verify(full=True) == []
+    assert len(store.load_search_data().paths) == 3
+    result = runner.invoke(app, ["check", "--index", str(indexed)])
+    assert result.exit_code == 0 and "7 without checksums" in result.output
+    from awesearch.encoder import load_encoder
+
+    with IndexWriter.open(indexed, load_encoder("random")) as w:
+        w.commit([])
+    assert IndexStore.open(indexed).unchecksummed() == []
