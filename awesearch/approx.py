@@ -8,9 +8,10 @@ writer keeps an approximate index beside the segments (the segments stay the sou
     approx-NNNNNN.rows    .npy [n, 3] float64: file_id, start_s, end_s of each id (memory-mapped)
 A query probes NPROBE lists of it and scans the newer segments (the tail) exactly, then merges both by
 score; rows of files deleted or re-indexed since the build are dropped at query time. After each indexing
-run the writer extends it with the tail (once the tail exceeds TAIL_MAX_FRACTION), rebuilds it when a
-segment it covers was compacted away, and retrains when the live windows outgrew RETRAIN_GROWTH times
-those it was trained on. Every file is written like any other (fresh name, checksum, manifest swap).
+run the writer extends it with the tail (once that exceeds TAIL_MAX_FRACTION of it or TAIL_MAX_WINDOWS),
+rebuilds it when a segment it covers was compacted away, and retrains when the live windows outgrew
+RETRAIN_GROWTH times those it was trained on. Limit: a build holds the whole IVF index in memory and
+rewrites it (fine to ~100 M windows; beyond, build per-segment lists and merge them on disk). Every file is written like any other (fresh name, checksum, manifest swap).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 APPROX_MIN_WINDOWS = 1_000_000  # live windows from which queries go through the approximate index
-TAIL_MAX_FRACTION = 0.25  # windows in segments it does not cover, relative to those it holds, before extending
+TAIL_MAX_FRACTION = 0.25  # windows in segments it does not cover, relative to those it holds, before extending ...
+TAIL_MAX_WINDOWS = 2_000_000  # ... or this many (the tail is searched exactly, in memory: 256 bytes per window)
 RETRAIN_GROWTH = 4.0  # retrain the coarse quantizer when live windows exceed this times the training-time count
 LISTS_PER_SQRT = 1  # inverted lists ~ LISTS_PER_SQRT * sqrt(windows), rounded to a power of two ...
 MIN_LISTS, MAX_LISTS = 64, 65536  # ... within these bounds
@@ -142,7 +144,7 @@ def wanted_action(manifest, live_windows: int) -> str | None:
     if not set(info.segments) <= names:
         return "build"
     tail = sum(s.windows for s in manifest.segments if s.name not in set(info.segments))
-    return "extend" if tail > TAIL_MAX_FRACTION * info.windows else None
+    return "extend" if tail > min(TAIL_MAX_FRACTION * info.windows, TAIL_MAX_WINDOWS) else None
 
 
 def update_approx(writer) -> str | None:

@@ -95,7 +95,7 @@ def test_recall_against_exact_then_tail_and_tombstones(tmp_path):
         assert recall_at(exact, table, queries, 100) >= 0.95  # 0.975 seen: dead rows are skipped, not counted
 
 
-def test_extend_retrain_rebuild_drop(tmp_path):
+def test_extend_retrain_rebuild_drop(tmp_path, monkeypatch):
     with IndexWriter.open(tmp_path, FakeEncoder()) as w:
         add(w, "/x/a.wav", 21_000, 0)
         assert approx.update_approx(w) == "build"
@@ -106,14 +106,17 @@ def test_extend_retrain_rebuild_drop(tmp_path):
         ext = approx.approx_info(w.manifest)
         assert ext.windows == 29_000 and ext.trained_windows == first.trained_windows and ext.name != first.name
         assert not (tmp_path / f"{first.name}.faiss").exists()  # collected
-        add(w, "/x/c.wav", 60_000, 2)  # 89,000 > 4 * 21,000: outgrown its training
+        monkeypatch.setattr(approx, "TAIL_MAX_WINDOWS", 999)  # a large index: the tail is capped in windows
+        add(w, "/x/b2.wav", 1000, 3)
+        assert approx.update_approx(w) == "extend" and approx.approx_info(w.manifest).windows == 30_000
+        add(w, "/x/c.wav", 60_000, 2)  # 90,000 > 4 * 21,000: outgrown its training
         assert approx.update_approx(w) == "build"
-        assert approx.approx_info(w.manifest).trained_windows == 89_000
+        assert approx.approx_info(w.manifest).trained_windows == 90_000
         w.commit([], removed_paths={"/x/c.wav"})
         w.compact()  # the segment of c.wav is gone: its rows must not come back from the tail
         assert approx.update_approx(w) == "build"
-        assert approx.approx_info(w.manifest).windows == 29_000
-        w.commit([], removed_paths={"/x/a.wav"})  # 8,000 live windows left: below the threshold
+        assert approx.approx_info(w.manifest).windows == 30_000
+        w.commit([], removed_paths={"/x/a.wav", "/x/b2.wav"})  # 8,000 live windows left: below the threshold
         assert approx.update_approx(w) == "drop" and w.manifest.approx is None
         assert approx.describe(w.manifest).startswith("exact")
 
