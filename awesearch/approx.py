@@ -217,7 +217,8 @@ class ApproxIndex:
 
 
 class _Column:
-    """Column c of the approximate rows (mapped through `convert`) followed by a tail array, indexable by id."""
+    """Column c of the approximate rows (mapped through `convert`) followed by a tail array, indexable by one
+    id or an array of ids (as the second stage does)."""
 
     def __init__(self, rows: np.ndarray, c: int, tail: np.ndarray, convert=None):
         self.rows, self.c, self.tail, self.convert = rows, c, tail, convert
@@ -227,11 +228,15 @@ class _Column:
         return self.n_approx + len(self.tail)
 
     def __getitem__(self, i):
-        i = int(i)
-        if i >= self.n_approx:
-            return self.tail[i - self.n_approx]
-        v = self.rows[i, self.c]
-        return self.convert(v) if self.convert else float(v)
+        ids = np.asarray(i, np.int64)
+        flat = ids.reshape(-1)
+        inside = flat < self.n_approx
+        values = np.asarray(self.rows[flat[inside], self.c])
+        values = self.convert(values) if self.convert else values
+        out = np.empty(len(flat), values.dtype if inside.all() else np.result_type(values, self.tail))
+        out[inside] = values
+        out[~inside] = self.tail[flat[~inside] - self.n_approx]
+        return out[0] if ids.ndim == 0 else out.reshape(ids.shape)
 
 
 def open_approx_table(store):
@@ -254,7 +259,7 @@ def open_approx_table(store):
     tail = _index_from_fp16(cols[0].reshape(-1, store.manifest.dim))
     dense_tail = np.searchsorted(live, cols[1])
     index = ApproxIndex(ivf, choose_nprobe(info.nlist), rows, live, tail)
-    to_dense = lambda v: int(np.searchsorted(live, int(v)))  # noqa: E731
+    to_dense = lambda v: np.searchsorted(live, v.astype(np.int64))  # noqa: E731
     return WindowTable(
         index=index,
         file_ids=_Column(rows, 0, dense_tail, to_dense),

@@ -1,11 +1,11 @@
 """Checksums of an index's data files: what the manifest records, how a file is checked, how damage reads.
 
-Every data file a manifest names (whatever its kind: segments, files tables, and any kind added later) gets
-an entry {"size": bytes, "crc32": 8 hex digits} in manifest.checksums when it is first committed; the
-writer computes it generically for every referenced name that has none (indexer/writer.py). Readers
-check the files they read in full against it (the bytes are in memory anyway, zlib.crc32 runs at about
-2 GB/s here); a cheap check (sizes, plus full checksums of files up to CHEAP_VERIFY_MAX_BYTES) suits
-large indexes at open, and `awesearch check` verifies every byte.
+Every data file a manifest names (whatever its kind: segments, files tables, phonetic frame files and any
+kind added later) gets an entry {"size": bytes, "crc32": 8 hex digits} in manifest.checksums when it is
+first committed; the writer computes it generically for every referenced name that has none
+(indexer/writer.py). Readers check the files they read in full against it (the bytes are in memory
+anyway, zlib.crc32 runs at about 2 GB/s here); a cheap check (presence and sizes) suits large indexes at
+open, and `awesearch check` verifies every byte.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKSUM_BLOCK_BYTES = 8 << 20  # read size when checksumming a file
-CHEAP_VERIFY_MAX_BYTES = 64 << 20  # a cheap check reads files up to this size in full, larger ones by size only
 REPAIR_HINT = "run `awesearch index --verify` on the same folders to re-embed the recordings whose data was lost"
 MISSING = "is missing"
 BAD_CHECKSUM = "fails its checksum"
@@ -75,7 +74,7 @@ def check_bytes(name: str, data: bytes | memoryview, expected: Checksum | None) 
 
 
 def check_file(path: Path, expected: Checksum | None, full: bool) -> Damage | None:
-    """Damage of one file: missing, wrong size, or (when full, or the file is small) a wrong checksum."""
+    """Damage of one file: missing, wrong size, or (when full) a wrong checksum."""
     name = path.name
     try:
         size = os.stat(path).st_size
@@ -85,7 +84,7 @@ def check_file(path: Path, expected: Checksum | None, full: bool) -> Damage | No
         return None
     if size != expected.size:
         return Damage(name, size_problem(size, expected.size))
-    if full or size <= CHEAP_VERIFY_MAX_BYTES:
+    if full:
         try:
             actual = checksum_file(path)
         except FileNotFoundError:

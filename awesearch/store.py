@@ -336,15 +336,21 @@ class IndexStore:
             raise IndexDamagedError(damage_message(self.directory, [damage]), [damage])
         return data
 
-    def data_names(self) -> list[str]:
+    def data_names(self, files: list[FileRecord] | None = None) -> list[str]:
         """Every data file the manifest names (all but the manifest itself), sorted."""
-        return sorted(self.referenced_names() - {MANIFEST_NAME})
+        return sorted(self.referenced_names(files) - {MANIFEST_NAME})
 
     def verify(self, full: bool = True) -> list[Damage]:
-        """Damage of every data file: missing, wrong size, or a wrong checksum (every byte when full, else
-        files up to CHEAP_VERIFY_MAX_BYTES; larger ones by size). Files without an entry are checked for presence."""
+        """Damage of every data file: missing, wrong size, or (when full) a wrong checksum. The files table is
+        always checked in full (it lists the per-recording files); when it is damaged, the files it would
+        name are not checked. Files without a checksum entry are checked for presence."""
         damages = []
-        for name in self.data_names():
+        table = self.manifest.files_table
+        if table and (damage := check_file(self.directory / table, self.checksum_of(table), full=True)):
+            damages.append(damage)
+        for name in self.data_names([] if damages else None):
+            if name == table:
+                continue
             damage = check_file(self.directory / name, self.checksum_of(name), full)
             if damage is not None:
                 damages.append(damage)
@@ -443,13 +449,15 @@ class IndexStore:
         phon = {f.file_id: f.phonetic_frames for f in files if f.status == STATUS_INDEXED}
         return SearchData(index=_index_from_fp16(vectors), file_ids=file_ids, starts=starts, ends=ends, paths=paths, phonetic_frames=phon)
 
-    def referenced_names(self) -> set[str]:
+    def referenced_names(self, files: list[FileRecord] | None = None) -> set[str]:
+        """Every file the manifest names, directly or through the files table (`files`: that table, if loaded)."""
+        files = self.load_files() if files is None else files
         names = {MANIFEST_NAME}
         if self.manifest.files_table:
             names.add(self.manifest.files_table)
         for seg in self.manifest.segments:
             names |= {f"{seg.name}.faiss", f"{seg.name}.parquet"}
-        names |= {phonetic_name(f.file_id) for f in self.load_files() if f.status == STATUS_INDEXED and f.phonetic_frames}
+        names |= {phonetic_name(f.file_id) for f in files if f.status == STATUS_INDEXED and f.phonetic_frames}
         if self.manifest.approx:
             names |= {f"{self.manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}
         return names

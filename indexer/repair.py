@@ -22,6 +22,7 @@ from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord, IndexSto
 
 SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.(faiss|parquet)$")
 APPROX_FILE = re.compile(r"^approx-\d{6}\.(faiss|rows)$")
+PHONETIC_FILE = re.compile(r"^phon-(\d{8})\.awp$")  # store.phonetic_name: one per recording, by file_id
 LOST_REASON = "its index data was lost ({}); re-embedded when its folder is indexed again"
 
 
@@ -44,8 +45,8 @@ def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[
     bad_segments = {m.group(1) for name in bad if (m := SEGMENT_FILE.match(name))}
     if manifest.approx and bad & {f"{manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}:
         manifest.approx = None  # derived from the segments: rebuilt at the end of the run, nothing is lost
-    approx = APPROX_FILE.match
-    unknown = [d for d in damages if d.name != manifest.files_table and not SEGMENT_FILE.match(d.name) and not approx(d.name)]
+    known = (SEGMENT_FILE.match, APPROX_FILE.match, PHONETIC_FILE.match)
+    unknown = [d for d in damages if d.name != manifest.files_table and not any(k(d.name) for k in known)]
     if unknown:
         raise IndexDamagedError(
             damage_message(directory, unknown).split(";")[0] + "; this kind of file cannot be repaired: re-index into a new directory",
@@ -69,10 +70,15 @@ def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[
         for fid in np.unique(ids).tolist():
             lost_ids.add(int(fid))
             reasons.setdefault(int(fid), what)
+    for name in bad:
+        if m := PHONETIC_FILE.match(name):
+            lost_ids.add(int(m.group(1)))
+            reasons.setdefault(int(m.group(1)), name)
     manifest.segments = [s for s in manifest.segments if s.name not in bad_segments]
     lost_paths = []
     for path, rec in list(files.items()):
         if rec.status == STATUS_INDEXED and (everything or rec.file_id in lost_ids):
-            files[path] = replace(rec, status=STATUS_SKIPPED, windows=0, error=LOST_REASON.format(reasons.get(rec.file_id, "damaged")))
+            files[path] = replace(rec, status=STATUS_SKIPPED, windows=0, phonetic_frames=0,
+                                  error=LOST_REASON.format(reasons.get(rec.file_id, "damaged")))
             lost_paths.append(path)
     return files, sorted(lost_paths)

@@ -40,7 +40,7 @@ from awesearch.store import (
 )
 
 FULL_VERIFY_MAX_BYTES = 4 << 30  # a writer checksums every byte at open up to this index size (about 2 GB/s);
-# larger indexes get the cheap check (sizes + small files) unless verification is asked for
+# larger indexes get the cheap check (sizes, and the files table in full) unless verification is asked for
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -100,7 +100,7 @@ class IndexWriter:
         (indexer/repair.py), collect garbage.
 
         source: what load_encoder should be given to get the encoder back (default: its name).
-        verify: checksum every byte (True), only sizes and small files (False), or every byte up to
+        verify: checksum every byte (True), only sizes and the files table (False), or every byte up to
         FULL_VERIFY_MAX_BYTES of index (None)."""
         directory = Path(directory)
         fd = acquire_lock(directory) if lock_fd is None else lock_fd
@@ -203,7 +203,8 @@ class IndexWriter:
         windows, it is live only once a commit lists the file. Returns the number of frames."""
         from awesearch.phonetic import awp_bytes
 
-        atomic_write_bytes(self.directory / phonetic_name(file_id), awp_bytes(codes))
+        with self.storage():
+            atomic_write_bytes(self.directory / phonetic_name(file_id), awp_bytes(codes))
         return len(codes)
 
     def drop_pending(self, file_id: int) -> None:

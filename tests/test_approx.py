@@ -134,3 +134,15 @@ def test_damaged_approximate_index_is_refused_then_rebuilt(tmp_path):
         assert w.manifest.approx is None and w.repaired == []  # derived data: dropped, no recording lost
         assert approx.update_approx(w) == "build"
     assert IndexStore.open(tmp_path).verify(full=True) == []
+
+
+def test_columns_take_ids_and_arrays_of_ids(tmp_path):
+    with IndexWriter.open(tmp_path, FakeEncoder()) as w:
+        add(w, "/x/a.wav", 21_000, 0)
+        approx.update_approx(w)
+        add(w, "/x/b.wav", 100, 1)  # the tail
+    _, table = exact_and_approx(tmp_path)
+    ids = np.array([[0, 20_999], [21_000, 21_099]])
+    assert table.file_ids[ids].tolist() == [[0, 0], [1, 1]] and table.file_ids[21_050] == 1
+    np.testing.assert_allclose(table.starts[ids], [[0.0, 20_999 * 0.05], [0.0, 99 * 0.05]])
+    np.testing.assert_allclose(table.ends[np.array([5, 21_005])], [5 * 0.05 + 0.5, 5 * 0.05 + 0.5])

@@ -117,18 +117,17 @@ def test_damaged_files_table_re_embeds_everything(corpus, indexed):
     assert IndexStore.open(indexed).verify(full=True) == []
 
 
-def test_cheap_check_finds_sizes_and_small_files(indexed, monkeypatch):
-    from awesearch import integrity
-
+def test_cheap_check_finds_sizes_and_the_files_table(indexed):
     name = f"{segment_of(indexed, 'a.wav')}.faiss"
     flip_byte(indexed / name)
     store = IndexStore.open(indexed)
-    assert [d.name for d in store.verify(full=False)] == [name]  # small enough to be checksummed cheaply
-    monkeypatch.setattr(integrity, "CHEAP_VERIFY_MAX_BYTES", 0)
-    assert store.verify(full=False) == []  # large files: only their size is checked cheaply ...
-    assert [d.name for d in store.verify(full=True)] == [name]  # ... and every byte in full
+    assert store.verify(full=False) == []  # a cheap check reads no segment ...
+    assert [d.name for d in store.verify(full=True)] == [name]  # ... a full one every byte
     truncate(indexed / name, 0.9)
-    assert [d.problem[:12] for d in store.verify(full=False)] == ["is truncated"]
+    assert [(d.name, d.problem[:12]) for d in store.verify(full=False)] == [(name, "is truncated")]
+    table = store.manifest.files_table
+    flip_byte(indexed / table)
+    assert [d.name for d in store.verify(full=False)] == [table, name]  # the table is read in full even cheaply
 
 
 def test_simulated_write_error_keeps_the_committed_index(corpus, tmp_path, monkeypatch):
