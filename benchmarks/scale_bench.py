@@ -13,7 +13,7 @@ approximately (memory-mapped IVF) and run the same queries: text queries (warm, 
 latency, and those plus perturbed base windows (audio-like queries) for recall@100 against exact.
 Memory: the query process's anonymous resident memory (RssAnon) after the queries minus before opening the
 index (encoder loaded); memory-mapped index pages (RssFile, page cache the kernel can drop) are listed apart.
-Writes benchmarks/results/scale_bench.{json,md,png}.
+Writes benchmarks/results/scale_bench.{json,md,png} (or --out DIR).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def child(mode: str, directory: Path, repeats: int) -> None:
         ids = sorted(data.paths)
         table = WindowTable(data.index, np.searchsorted(ids, data.file_ids), data.starts, data.ends, [data.paths[i] for i in ids])
     else:
-        table, _ = open_for_search(directory, encoder=encoder)
+        table = open_for_search(directory)[0]
     open_s = time.perf_counter() - t0
     engine = SearchEngine(table, encoder)
     for q in TEXT_QUERIES[:2]:
@@ -214,6 +214,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "awesearch-scale")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic index")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="directory for scale_bench.{json,md,png}")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -254,11 +255,11 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "sizes"}), file=sys.stderr, flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     md = markdown(meta, rows)
-    (RESULTS / "scale_bench.md").write_text(md + "\n")
-    plot(rows, RESULTS / "scale_bench.png")
+    (args.out / "scale_bench.md").write_text(md + "\n")
+    plot(rows, args.out / "scale_bench.png")
     print(md)
     if not args.keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
