@@ -16,6 +16,7 @@ rewrites it (fine to ~100 M windows; beyond, build per-segment lists and merge t
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 from dataclasses import asdict, dataclass
@@ -252,7 +253,13 @@ def open_approx_table(store):
     live = np.asarray(indexed, np.int64)
     paths_by_id = {f.file_id: f.path for f in files if f.status == STATUS_INDEXED}
     store.check_large(info.files())  # size check at open (checksummed in full by `awesearch check`)
-    ivf = faiss.read_index(str(store.directory / f"{info.name}.faiss"), faiss.IO_FLAG_MMAP)
+    path = store.directory / f"{info.name}.faiss"
+    try:
+        ivf = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+    except RuntimeError:
+        if not path.exists():  # collected by a writer since the size check: the caller re-reads the manifest
+            raise FileNotFoundError(errno.ENOENT, "missing", str(path)) from None
+        raise
     rows = np.load(store.directory / f"{info.name}.rows", mmap_mode="r")
     parts = [_live_rows(store, seg, live) for seg in store.manifest.segments if seg.name not in set(info.segments)]
     cols = [np.concatenate([p[c] for p in parts]) if parts else np.empty((0, store.manifest.dim) if c == 0 else 0) for c in range(4)]

@@ -26,6 +26,7 @@ by the next writer.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import re
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import IndexDamagedError, IndexFormatError, IndexMissingError
-from .integrity import Checksum, Damage, check_bytes, check_file, checksum_file, damage_message
+from .integrity import MISSING, Checksum, Damage, check_bytes, check_file, checksum_file, damage_message
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import faiss
@@ -357,8 +358,12 @@ class IndexStore:
         return damages
 
     def check_large(self, names: list[str]) -> None:
-        """IndexDamagedError unless these files (too large to read at open) are present with their recorded size."""
+        """IndexDamagedError unless these files (too large to read at open) have their recorded size;
+        FileNotFoundError when one is missing (readers retry: a writer may have just collected it)."""
         damages = [d for n in names if (d := check_file(self.directory / n, self.checksum_of(n), full=False))]
+        for d in damages:
+            if d.problem == MISSING:
+                raise FileNotFoundError(errno.ENOENT, "missing", str(self.directory / d.name))
         if damages:
             raise IndexDamagedError(damage_message(self.directory, damages), damages)
 

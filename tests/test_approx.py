@@ -9,7 +9,7 @@ import pytest
 
 from awesearch import approx
 from awesearch.errors import IndexDamagedError
-from awesearch.store import IndexStore, write_segment  # noqa: F401  (write_segment: the format under test)
+from awesearch.store import IndexStore
 from indexer.writer import IndexWriter
 from test_store import FakeEncoder, record
 
@@ -146,3 +146,19 @@ def test_columns_take_ids_and_arrays_of_ids(tmp_path):
     assert table.file_ids[ids].tolist() == [[0, 0], [1, 1]] and table.file_ids[21_050] == 1
     np.testing.assert_allclose(table.starts[ids], [[0.0, 20_999 * 0.05], [0.0, 99 * 0.05]])
     np.testing.assert_allclose(table.ends[np.array([5, 21_005])], [5 * 0.05 + 0.5, 5 * 0.05 + 0.5])
+
+
+def test_reader_retries_when_a_writer_replaced_the_approximate_index(tmp_path):
+    """store._retrying is how open_for_search opens it."""
+    with IndexWriter.open(tmp_path, FakeEncoder()) as w:
+        add(w, "/x/a.wav", 21_000, 0)
+        approx.update_approx(w)
+        stale = IndexStore.open(tmp_path)  # a reader that read the manifest ...
+        add(w, "/x/b.wav", 8000, 1)
+        approx.update_approx(w)  # ... then the writer extended the index and collected the old files
+    assert not (tmp_path / f"{approx.approx_info(stale.manifest).name}.faiss").exists()
+    table = stale._retrying(lambda: approx.open_approx_table(stale))
+    assert table.index.ntotal == 29_000
+    (tmp_path / f"{approx.approx_info(stale.manifest).name}.rows").unlink()  # really gone: damaged, one line
+    with pytest.raises(IndexDamagedError, match=r"approx-\d+\.rows is missing"):
+        stale._retrying(lambda: approx.open_approx_table(stale))
