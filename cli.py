@@ -56,6 +56,8 @@ def index(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Encoder name or checkpoint path (default: the shipped model)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for the encoder (default: 1; decoding and VAD run beside it on a second core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://host:8786): its workers embed the files, this process commits (see README)."),
+    verify: bool = typer.Option(False, "--verify", help="Checksum every byte of the index first (done anyway up to 4 GB of index); damaged data is dropped and its recordings re-embedded."),
 ) -> None:
     """Index the speech in audio files: wav, flac, ogg, opus, mp3, m4a/aac and the audio of mp4/webm.
 
@@ -93,13 +95,21 @@ def index(
 
     try:
         with bar:
-            report = index_paths([str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads)
+            report = index_paths(
+                [str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads, verify=verify or None,
+                cluster=cluster,
+            )
     except AwesearchError as e:
         raise fail(str(e))
     except KeyboardInterrupt:
         typer.echo("awesearch: interrupted; the index keeps every file committed so far (run index again to resume)", err=True)
         raise typer.Exit(130)
     out = Console()
+    if report.repaired:
+        out.print(f"repaired: {len(report.repaired)} recordings had damaged index data and were re-embedded "
+                  f"({len(report.lost)} not under the given paths: index their folders too)", highlight=False, soft_wrap=True)
+    for p in report.lost:
+        out.print(f"lost {p}: its index data was damaged; index its folder again", highlight=False, soft_wrap=True)
     for s in report.skipped:
         out.print(f"skipped {s.path}: {s.reason}", highlight=False, soft_wrap=True)
     out.print(
@@ -122,9 +132,12 @@ def info(
     from awesearch.errors import AwesearchError
     from awesearch.store import IndexStore
 
+    from awesearch.approx import describe
+
     index_dir = resolve_index_dir(index)
     try:
-        stats = IndexStore.open(index_dir).stats()
+        store = IndexStore.open(index_dir)
+        stats = store.stats()
     except AwesearchError as e:
         raise fail(str(e))
     lines = [
@@ -134,6 +147,7 @@ def info(
         f"audio:    {stats.audio_s / 3600:.2f} h ({human_duration(stats.audio_s)})",
         f"windows:  {stats.windows} live ({stats.stored_windows} stored in {stats.segments} segments)",
         f"size:     {human_bytes(stats.size_bytes)} on disk",
+        f"search:   {describe(store.manifest)}",
         f"updated:  {stats.updated}",
     ]
     for line in lines:
@@ -142,6 +156,34 @@ def info(
         typer.echo("skipped:")
         for f in stats.skipped:
             typer.echo(f"  {f.path}: {f.error}")
+
+
+@app.command()
+def check(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+) -> None:
+    """Verify every byte of an index against the checksums in its manifest; exit 1 if anything is damaged.
+
+    Prints one line per missing, truncated or corrupted file. `awesearch index --verify` on the same folders repairs it.
+    """
+    from awesearch.errors import AwesearchError
+    from awesearch.integrity import damage_message
+    from awesearch.store import IndexStore
+
+    index_dir = resolve_index_dir(index)
+    try:
+        store = IndexStore.open(index_dir)
+        damages = store.verify(full=True)
+    except AwesearchError as e:
+        raise fail(str(e))
+    for d in damages:
+        typer.echo(f"damaged: {d}")
+    if damages:
+        raise fail(damage_message(index_dir, damages))
+    unchecked = store.unchecksummed()
+    size = sum(int(c["size"]) for c in store.manifest.checksums.values())
+    note = f" ({len(unchecked)} without checksums, written before checksums existed)" if unchecked else ""
+    typer.echo(f"ok: {len(store.data_names())} files, {human_bytes(size)} verified{note}")
 
 
 # -- query: the search engineer's command goes here (awesearch/search.py) ------------------------
@@ -154,7 +196,7 @@ def query(
     start: Optional[List[float]] = typer.Option(None, "--start", help="With --audio: start of the example span in seconds (one per --audio, in order)."),
     end: Optional[List[float]] = typer.Option(None, "--end", help="With --audio: end of the example span in seconds (one per --audio, in order)."),
     queries: Optional[Path] = typer.Option(None, "--queries", help="File of text queries, one per line (blank lines and #comments ignored)."),
-    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    index: Optional[List[Path]] = typer.Option(None, "--index", "-i", help=INDEX_HELP + " Repeat to search several indexes (shards) as one."),
     top: Optional[int] = typer.Option(None, "--top", "-k", help="Most hits per query (each spoken occurrence is one hit); default 100 with calibrated scores, 10 otherwise."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum score: the probability (0..1, default 0.5) that the query is spoken there; on an index without a phonetic store (mel or random encoder) a cosine, default none."),
     as_json: bool = typer.Option(False, "--json", help='Print [{"path", "start", "end", "score"}, ...] (with --queries: one {"query", "hits"} per line).'),
@@ -199,13 +241,18 @@ def query(
             # than with 1 on a busy 2-core machine).
             torch.set_num_threads(1)
             faiss.omp_set_num_threads(1)
-        engine = SearchEngine.open(resolve_index_dir(index))
+        if index and len(index) > 1:
+            from awesearch.shards import ShardedEngine
+
+            engine = ShardedEngine.open(index)
+        else:
+            engine = SearchEngine.open(resolve_index_dir(index[0] if index else None))
         if batch is None:
             results = [(text, engine.search(text=text, audio=examples, k=top, threshold=threshold))]
         else:
             results = list(zip(batch, engine.search_texts(batch, k=top, threshold=threshold)))
         if fmt is not None:
-            write_export(results, fmt, out, resolve_index_dir(index))
+            write_export(results, fmt, out, resolve_index_dir(index[0] if index else None))
             return
     except AwesearchError as e:
         raise fail(str(e))

@@ -13,6 +13,18 @@ class IndexFormatError(AwesearchError):
     """The index on disk was made by another format version or encoder, or is damaged."""
 
 
+class IndexDamagedError(IndexFormatError):
+    """A data file of the index is missing, truncated or fails its checksum (repairable by re-indexing)."""
+
+    def __init__(self, message: str, damages: list | None = None):
+        super().__init__(message)
+        self.damages = damages or []  # [awesearch.integrity.Damage]
+
+
+class IndexWriteError(AwesearchError):
+    """Writing the index failed (disk full, I/O error); everything committed before is intact."""
+
+
 class IndexLockedError(AwesearchError):
     """Another indexer holds the index lock."""
 

@@ -12,6 +12,9 @@ and the read side. Layout of an index directory:
                            log-posteriors at 50 frames/s (awesearch/phonetic.py), read by the second stage
     index.lock             flock'd by the one writer; readers never lock
 
+Every data file the manifest names has a checksum entry (size, crc32) in manifest.checksums, verified when
+the file is read (awesearch/integrity.py); a damaged file raises IndexDamagedError naming it.
+
 A window is live when its file_id is in the files table with status "indexed"; a changed or deleted
 file's old windows are therefore dead the moment the manifest names a table without them (tombstones),
 and compaction rewrites segments to drop them. Every file is written to a fresh name (temp, fsync,
@@ -23,6 +26,7 @@ by the next writer.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import re
@@ -32,7 +36,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import IndexFormatError, IndexMissingError
+from .errors import IndexDamagedError, IndexFormatError, IndexMissingError
+from .integrity import MISSING, Checksum, Damage, check_bytes, check_file, checksum_file, damage_message
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import faiss
@@ -49,7 +54,7 @@ COMPACT_DEAD_FRACTION = 0.25  # ... or when this share of stored windows is dead
 READ_RETRIES = 3  # a reader re-reads the manifest when a writer garbage-collected what it named
 STATUS_INDEXED = "indexed"
 STATUS_SKIPPED = "skipped"
-OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|\..*\.tmp-\d+)$")
+OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|approx-\d{6}\.(faiss|rows)|\..*\.tmp-\d+)$")
 
 
 def phonetic_name(file_id: int) -> str:
@@ -82,6 +87,8 @@ class FileRecord:
 class SegmentInfo:
     name: str  # "seg-000001": the stem of the .faiss and .parquet pair
     windows: int  # rows in the segment (live and dead)
+    file_id_min: int = -1  # smallest and largest file_id of its rows (-1: unknown), so a lost segment's
+    file_id_max: int = -1  # recordings are known even when its .parquet is damaged
 
 
 @dataclass
@@ -100,6 +107,8 @@ class Manifest:
     generation: int = 0  # commits so far
     created: str = ""
     updated: str = ""
+    checksums: dict = field(default_factory=dict)  # data file name -> {"size": bytes, "crc32": hex} (integrity.py)
+    approx: dict | None = None  # the approximate index of a large index (awesearch/approx.py ApproxInfo), if any
 
     def to_json(self) -> str:
         d = {"magic": MAGIC, "format_version": FORMAT_VERSION, **asdict(self)}
@@ -120,7 +129,7 @@ class Manifest:
             )
         try:
             d["segments"] = [SegmentInfo(**s) for s in d["segments"]]
-            return cls(**{f.name: d[f.name] for f in fields(cls)})
+            return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})  # absent: the field's default
         except (KeyError, TypeError) as e:
             raise IndexFormatError(f"index manifest {where} is damaged ({e}); re-index into a new directory") from None
 
@@ -179,11 +188,22 @@ def _publish(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = _tmp_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    _publish(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        _publish(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)  # a full disk gets its space back at once
+        raise
 
 
 def write_parquet(path: Path, columns: dict[str, np.ndarray | list], schema) -> None:
@@ -192,8 +212,12 @@ def write_parquet(path: Path, columns: dict[str, np.ndarray | list], schema) -> 
 
     table = pa.table({k: pa.array(v, type=schema.field(k).type) for k, v in columns.items()}, schema=schema)
     tmp = _tmp_name(path)
-    pq.write_table(table, tmp)
-    _publish(tmp, path)
+    try:
+        pq.write_table(table, tmp)
+        _publish(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
 
 
 def _window_schema():
@@ -254,11 +278,11 @@ def write_segment(directory: Path, name: str, vectors: np.ndarray, file_ids, sta
         {"file_id": np.asarray(file_ids, np.int64), "start_s": np.asarray(starts, np.float64), "end_s": np.asarray(ends, np.float64)},
         _window_schema(),
     )
-    path = directory / f"{name}.faiss"
-    tmp = _tmp_name(path)
-    faiss.write_index(_index_from_fp16(vectors), str(tmp))
-    _publish(tmp, path)
-    return SegmentInfo(name=name, windows=n)
+    # serialised in memory and written by Python, so a full disk is an OSError like any other write
+    atomic_write_bytes(directory / f"{name}.faiss", faiss.serialize_index(_index_from_fp16(vectors)).tobytes())
+    ids = np.asarray(file_ids, np.int64)
+    lo, hi = (int(ids.min()), int(ids.max())) if n else (-1, -1)
+    return SegmentInfo(name=name, windows=n, file_id_min=lo, file_id_max=hi)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -293,18 +317,75 @@ class IndexStore:
                 return fn()
             except FileNotFoundError as e:
                 if attempt == READ_RETRIES - 1:
-                    raise IndexFormatError(f"index {self.directory} is damaged: {e.filename} is missing") from None
+                    damages = [Damage(Path(e.filename).name, "is missing")]
+                    raise IndexDamagedError(damage_message(self.directory, damages), damages) from None
                 self._reopen()
+
+    # integrity ----------------------------------------------------------------------------
+
+    def checksum_of(self, name: str) -> Checksum | None:
+        entry = self.manifest.checksums.get(name)
+        return Checksum.from_json(entry) if entry is not None else None
+
+    def read_verified(self, name: str) -> bytes:
+        """The bytes of a data file the manifest names, checked against its checksum entry.
+        FileNotFoundError when missing (readers retry: a writer may have collected it); IndexDamagedError
+        when it differs."""
+        data = (self.directory / name).read_bytes()
+        damage = check_bytes(name, data, self.checksum_of(name))
+        if damage is not None:
+            raise IndexDamagedError(damage_message(self.directory, [damage]), [damage])
+        return data
+
+    def data_names(self, files: list[FileRecord] | None = None) -> list[str]:
+        """Every data file the manifest names (all but the manifest itself), sorted."""
+        return sorted(self.referenced_names(files) - {MANIFEST_NAME})
+
+    def verify(self, full: bool = True) -> list[Damage]:
+        """Damage of every data file: missing, wrong size, or (when full) a wrong checksum. The files table is
+        always checked in full (it lists the per-recording files); when it is damaged, the files it would
+        name are not checked. Files without a checksum entry are checked for presence."""
+        damages = []
+        table = self.manifest.files_table
+        if table and (damage := check_file(self.directory / table, self.checksum_of(table), full=True)):
+            damages.append(damage)
+        for name in self.data_names([] if damages else None):
+            if name == table:
+                continue
+            damage = check_file(self.directory / name, self.checksum_of(name), full)
+            if damage is not None:
+                damages.append(damage)
+        return damages
+
+    def check_large(self, names: list[str]) -> None:
+        """IndexDamagedError unless these files (too large to read at open) have their recorded size;
+        FileNotFoundError when one is missing (readers retry: a writer may have just collected it)."""
+        damages = [d for n in names if (d := check_file(self.directory / n, self.checksum_of(n), full=False))]
+        for d in damages:
+            if d.problem == MISSING:
+                raise FileNotFoundError(errno.ENOENT, "missing", str(self.directory / d.name))
+        if damages:
+            raise IndexDamagedError(damage_message(self.directory, damages), damages)
+
+    def unchecksummed(self) -> list[str]:
+        """Data files the manifest names without a checksum entry (an index written before checksums)."""
+        return [n for n in self.data_names() if n not in self.manifest.checksums]
+
+    def compute_checksums(self) -> dict:
+        """manifest.checksums for the current references: existing entries kept, new files checksummed from disk."""
+        out = {}
+        for name in self.data_names():
+            entry = self.manifest.checksums.get(name)
+            out[name] = entry if entry is not None else checksum_file(self.directory / name).to_json()
+        return out
 
     def load_files(self) -> list[FileRecord]:
         return self._retrying(self._load_files)
 
     def _load_files(self) -> list[FileRecord]:
-        import pyarrow.parquet as pq
-
         if self.manifest.files_table is None:
             return []
-        t = pq.read_table(self.directory / self.manifest.files_table).to_pydict()
+        t = parquet_from_bytes(self.read_verified(self.manifest.files_table)).to_pydict()
         return [
             FileRecord(
                 file_id=t["file_id"][i],
@@ -328,11 +409,10 @@ class IndexStore:
     def read_segment(self, seg: SegmentInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(vectors fp16 [n, dim], file_ids, starts, ends) of one segment, live and dead rows alike."""
         import faiss
-        import pyarrow.parquet as pq
 
-        t = pq.read_table(self.directory / f"{seg.name}.parquet")
-        # np.fromfile raises FileNotFoundError (which readers retry on) where faiss.read_index gives RuntimeError
-        index = faiss.deserialize_index(np.fromfile(self.directory / f"{seg.name}.faiss", dtype=np.uint8))
+        t = parquet_from_bytes(self.read_verified(f"{seg.name}.parquet"))
+        # read_verified raises FileNotFoundError (which readers retry on) where faiss.read_index gives RuntimeError
+        index = faiss.deserialize_index(np.frombuffer(self.read_verified(f"{seg.name}.faiss"), dtype=np.uint8))
         if index.ntotal != t.num_rows or index.ntotal != seg.windows or index.d != self.manifest.dim:
             raise IndexFormatError(
                 f"index {self.directory} is damaged: segment {seg.name} has {index.ntotal} vectors of dim {index.d}, "
@@ -374,13 +454,17 @@ class IndexStore:
         phon = {f.file_id: f.phonetic_frames for f in files if f.status == STATUS_INDEXED}
         return SearchData(index=_index_from_fp16(vectors), file_ids=file_ids, starts=starts, ends=ends, paths=paths, phonetic_frames=phon)
 
-    def referenced_names(self) -> set[str]:
+    def referenced_names(self, files: list[FileRecord] | None = None) -> set[str]:
+        """Every file the manifest names, directly or through the files table (`files`: that table, if loaded)."""
+        files = self.load_files() if files is None else files
         names = {MANIFEST_NAME}
         if self.manifest.files_table:
             names.add(self.manifest.files_table)
         for seg in self.manifest.segments:
             names |= {f"{seg.name}.faiss", f"{seg.name}.parquet"}
-        names |= {phonetic_name(f.file_id) for f in self.load_files() if f.status == STATUS_INDEXED and f.phonetic_frames}
+        names |= {phonetic_name(f.file_id) for f in files if f.status == STATUS_INDEXED and f.phonetic_frames}
+        if self.manifest.approx:
+            names |= {f"{self.manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}
         return names
 
     def stats(self) -> IndexStats:
@@ -408,6 +492,13 @@ class IndexStore:
         )
 
 
+def parquet_from_bytes(data: bytes):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(data))
+
+
 def open_for_search(index_dir: str | os.PathLike):
     """(awesearch.search.WindowTable, Encoder, PhoneModel or None) for an index: loads the encoder and the
     phoneme head the manifest names and checks their checksums. File ids in the table are dense indices into
@@ -425,6 +516,10 @@ def open_for_search(index_dir: str | os.PathLike):
 
         phone = load_phone_model(m.phone_model)
         check_phone_matches(m, phone, Path(index_dir))
+    if m.approx:
+        from .approx import open_approx_table
+
+        return store._retrying(lambda: open_approx_table(store)), encoder, phone
     data = store.load_search_data()
     ids = sorted(data.paths)
     dense = np.searchsorted(np.asarray(ids, np.int64), data.file_ids)

@@ -8,7 +8,9 @@ the files since the last commit, and the next run redoes exactly those.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import math
 import os
 import sys
@@ -19,6 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from awesearch.approx import update_approx
 from awesearch.audio import SAMPLE_RATE, AudioChunk, iter_chunks, probe_duration
 from awesearch.errors import AudioDecodeError, AwesearchError
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord
@@ -70,6 +73,8 @@ class IndexReport:
     speech_s: float = 0.0  # seconds of it inside speech regions
     windows: int = 0  # windows embedded this run
     wall_s: float = 0.0  # seconds the run took
+    repaired: list[str] = field(default_factory=list)  # recordings whose index data was damaged (re-embedded if scanned)
+    lost: list[str] = field(default_factory=list)  # those of them not under the given paths (still to re-index)
 
     @property
     def realtime_factor(self) -> float:
@@ -219,6 +224,8 @@ def index_paths(
     threads: int | None = None,
     commit_interval_s: float = COMMIT_INTERVAL_S,
     phonetic: bool = True,
+    verify: bool | None = None,
+    cluster: str | None = None,
 ) -> IndexReport:
     """Index the audio under `paths` into `index_dir` (created if missing), incrementally and durably.
 
@@ -226,6 +233,9 @@ def index_paths(
     another encoder or format version, AwesearchError when a path does not exist. phonetic=False leaves out the
     phonetic store (first-stage cosine scores only; benchmarks compare the two). Files that cannot be
     read are reported in IndexReport.skipped and recorded in the index; they never stop the run.
+    verify: see IndexWriter.open; damaged index data is dropped and its recordings re-embedded (repair.py).
+    cluster: a Dask scheduler address; files are embedded on its workers, this process commits (cluster.py).
+    IndexWriteError (one line) when the disk fills up or a write fails; every earlier commit stays intact.
     """
     from awesearch.encoder import load_encoder
     from awesearch.phonetic import load_phone_model
@@ -238,6 +248,11 @@ def index_paths(
     lock_fd = acquire_lock(index_dir)  # before the slow model loading: a second indexer fails at once
     try:
         encoder = load_encoder(model)
+        client = None
+        if cluster is not None:
+            from .cluster import connect
+
+            client = connect(cluster)
     except BaseException:
         os.close(lock_fd)
         raise
@@ -247,9 +262,13 @@ def index_paths(
     except BaseException:
         os.close(lock_fd)
         raise
-    with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd, phone=phone) as writer:
+    with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd, phone=phone, verify=verify) as writer, \
+            client or contextlib.nullcontext():
         set_torch_threads(threads)
         work = plan(paths, scanned, writer.files)
+        report.repaired = writer.repaired
+        scanned_paths = {s.path for s in scanned}
+        report.lost = [p for p in writer.repaired if p not in scanned_paths]
         report.unchanged = len(work.unchanged) + len(work.touched)
         report.removed = len(work.removed)
 
@@ -271,6 +290,12 @@ def index_paths(
                 pending.append(skip(s, _reason(e, s.path), digest))
         state = Progress(sum(durations), 0.0, len(todo), 0, 0, "")
         report_progress(state)
+        if client is None:
+            embed = functools.partial(embed_file, encoder=encoder, writer=writer, phone=phone)
+        else:
+            from .cluster import ClusterEmbedder
+
+            embed = ClusterEmbedder(client, [s.path for s, _ in todo], source, phone is not None, threads, writer).embed
 
         def commit() -> None:
             writer.commit(pending, work.removed, before_publish=_test_pause)
@@ -288,7 +313,7 @@ def index_paths(
                 report_progress(state)
 
             try:
-                audio_s, speech_s, n, n_phonetic = embed_file(s.path, encoder, writer, file_id, on_chunk, phone)
+                audio_s, speech_s, n, n_phonetic = embed(s.path, file_id=file_id, on_chunk=on_chunk)
             except AudioDecodeError as e:
                 writer.drop_pending(file_id)
                 pending.append(skip(s, _reason(e, s.path), digest, duration))
@@ -314,6 +339,7 @@ def index_paths(
             commit()
         if writer.needs_compaction():
             writer.compact()
+        update_approx(writer)
         state.current = ""
         report_progress(state)
     report.wall_s = time.monotonic() - t0

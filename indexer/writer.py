@@ -6,15 +6,17 @@ argument); this module only ever adds files under fresh names and then replaces 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from awesearch.errors import IndexLockedError, IndexMissingError
+from awesearch.errors import IndexLockedError, IndexMissingError, IndexWriteError
 from awesearch.store import (
     COMPACT_DEAD_FRACTION,
     COMPACT_MIN_SEGMENTS,
@@ -22,6 +24,7 @@ from awesearch.store import (
     MANIFEST_NAME,
     OWN_FILE,
     SEGMENT_MAX_WINDOWS,
+    STATUS_INDEXED,
     FileRecord,
     IndexStore,
     Manifest,
@@ -35,6 +38,18 @@ from awesearch.store import (
     write_parquet,
     write_segment,
 )
+
+FULL_VERIFY_MAX_BYTES = 4 << 30  # a writer checksums every byte at open up to this index size (about 2 GB/s);
+# larger indexes get the cheap check (sizes, and the files table in full) unless verification is asked for
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_message(directory: Path, e: OSError, committed: int) -> str:
+    """One line for a failed write: what happened, that the index is intact, what to do."""
+    state = f"{committed} files committed, the index is intact"
+    if e.errno in DISK_FULL_ERRNOS or "No space left" in str(e):
+        return f"disk full writing {directory}: {state}; free space and re-run"
+    return f"I/O error writing {directory} ({e.strerror or e}): {state}; fix the storage and re-run"
 
 
 def acquire_lock(directory: str | os.PathLike) -> int:
@@ -65,20 +80,28 @@ class IndexWriter:
     Windows of a file become visible only when a commit lists its record with status "indexed".
     """
 
-    def __init__(self, directory: Path, manifest: Manifest, lock_fd: int):
+    def __init__(self, directory: Path, manifest: Manifest, lock_fd: int, files: dict[str, FileRecord] | None = None):
         self.directory = directory
         self.manifest = manifest
         self._lock_fd = lock_fd
-        self._files = {f.path: f for f in IndexStore(directory, manifest).load_files()}
+        self._files = {f.path: f for f in IndexStore(directory, manifest).load_files()} if files is None else files
+        self.committed_files = 0  # indexed records committed by this writer (for the disk-full message)
+        self.repaired: list[str] = []  # paths whose index data was damaged and dropped at open
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending_n = 0
         self._new_segments: list[SegmentInfo] = []  # written, not yet in a committed manifest
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, encoder, source: str | None = None, lock_fd: int | None = None, phone=None) -> "IndexWriter":
-        """Lock (unless lock_fd from acquire_lock is given), check or create the manifest, collect garbage.
+    def open(
+        cls, directory: str | os.PathLike, encoder, source: str | None = None, lock_fd: int | None = None, phone=None,
+        verify: bool | None = None,
+    ) -> "IndexWriter":
+        """Lock (unless lock_fd from acquire_lock is given), check or create the manifest, verify and repair
+        (indexer/repair.py), collect garbage.
 
-        source: what load_encoder should be given to get the encoder back (default: its name)."""
+        source: what load_encoder should be given to get the encoder back (default: its name).
+        verify: checksum every byte (True), only sizes and the files table (False), or every byte up to
+        FULL_VERIFY_MAX_BYTES of index (None)."""
         directory = Path(directory)
         fd = acquire_lock(directory) if lock_fd is None else lock_fd
         try:
@@ -99,12 +122,36 @@ class IndexWriter:
                     created=now,
                     updated=now,
                 )
-            writer = cls(directory, manifest, fd)
+            writer = cls._verified(directory, manifest, fd, verify)
             writer.collect_garbage()
             return writer
         except BaseException:
             os.close(fd)
             raise
+
+    @classmethod
+    def _verified(cls, directory: Path, manifest: Manifest, fd: int, verify: bool | None) -> "IndexWriter":
+        from .repair import repair
+
+        store = IndexStore(directory, manifest)
+        if verify is None:
+            verify = sum(int(c["size"]) for c in manifest.checksums.values()) <= FULL_VERIFY_MAX_BYTES
+        damages = store.verify(full=verify)
+        if not damages:
+            return cls(directory, manifest, fd)
+        files, lost = repair(directory, manifest, damages)
+        writer = cls(directory, manifest, fd, files)
+        writer.commit([])  # the index no longer names the damaged files; their recordings are marked skipped
+        writer.repaired = lost
+        return writer
+
+    @contextmanager
+    def storage(self):
+        """Turn a failed write (full disk, I/O error) into IndexWriteError; committed state is untouched."""
+        try:
+            yield
+        except OSError as e:
+            raise IndexWriteError(storage_message(self.directory, e, self.committed_files)) from None
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -129,7 +176,7 @@ class IndexWriter:
         self.manifest.next_file_id += 1
         return fid
 
-    def _next_name(self, prefix: str) -> str:
+    def next_name(self, prefix: str) -> str:
         n = self.manifest.next_number
         self.manifest.next_number += 1
         return f"{prefix}-{n:06d}"
@@ -156,7 +203,8 @@ class IndexWriter:
         windows, it is live only once a commit lists the file. Returns the number of frames."""
         from awesearch.phonetic import awp_bytes
 
-        atomic_write_bytes(self.directory / phonetic_name(file_id), awp_bytes(codes))
+        with self.storage():
+            atomic_write_bytes(self.directory / phonetic_name(file_id), awp_bytes(codes))
         return len(codes)
 
     def drop_pending(self, file_id: int) -> None:
@@ -174,7 +222,8 @@ class IndexWriter:
             return
         cols = [np.concatenate([p[i] for p in self._pending]) for i in range(4)]
         self._pending, self._pending_n = [], 0
-        self._new_segments.append(write_segment(self.directory, self._next_name("seg"), *cols))
+        with self.storage():
+            self._new_segments.append(write_segment(self.directory, self.next_name("seg"), *cols))
 
     def commit(
         self,
@@ -184,15 +233,21 @@ class IndexWriter:
     ) -> None:
         """Atomically publish the buffered windows and the new file records (replacing records of the same
         path), and drop removed paths. After this returns, a crash keeps exactly this state.
-        before_publish runs after every new file is durable and before the manifest names them (tests)."""
+        before_publish runs after every new file is durable and before the manifest names them (tests).
+        IndexWriteError when the disk is full or a write fails: nothing of this commit is published."""
         self._flush()
+        with self.storage():
+            self._commit(records, removed_paths, before_publish)
+        self.committed_files += sum(r.status == STATUS_INDEXED for r in records)
+
+    def _commit(self, records, removed_paths, before_publish) -> None:
         files = dict(self._files)
         for path in removed_paths:
             files.pop(path, None)
         for r in records:
             files[r.path] = r
         ordered = sorted(files.values(), key=lambda r: r.file_id)
-        table_name = f"{self._next_name('files')}.parquet"
+        table_name = f"{self.next_name('files')}.parquet"
         write_parquet(
             self.directory / table_name,
             {
@@ -211,12 +266,14 @@ class IndexWriter:
         )
         if before_publish is not None:
             before_publish()
-        m = self.manifest
+        m = replace(self.manifest)  # published only if every step below succeeds
         m.segments = m.segments + self._new_segments
         m.files_table = table_name
         m.generation += 1
         m.updated = now_utc()
+        m.checksums = IndexStore(self.directory, m).compute_checksums()  # every file it names, whatever its kind
         atomic_write_bytes(self.directory / MANIFEST_NAME, m.to_json().encode())
+        self.manifest = m
         self._new_segments = []
         self._files = files
 

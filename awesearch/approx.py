@@ -1,0 +1,278 @@
+"""Approximate search for large indexes: IVF with 8-bit scalar-quantised codes, memory-mapped, plus an exact tail.
+
+Below APPROX_MIN_WINDOWS live windows every query scans all vectors exactly (store.py). From there on the
+writer keeps an approximate index beside the segments (the segments stay the source of truth):
+    approx-NNNNNN.faiss   IndexIVFScalarQuantizer (QT_8bit, inner product) over the live windows of the
+                          segments it lists; its coarse quantizer is trained on the index's own vectors;
+                          read with IO_FLAG_MMAP, so its inverted lists stay on disk and in the page cache
+    approx-NNNNNN.rows    .npy [n, 3] float64: file_id, start_s, end_s of each id (memory-mapped)
+A query probes NPROBE lists of it and scans the newer segments (the tail) exactly, then merges both by
+score; rows of files deleted or re-indexed since the build are dropped at query time. After each indexing
+run the writer extends it with the tail (once that exceeds TAIL_MAX_FRACTION of it or TAIL_MAX_WINDOWS),
+rebuilds it when a segment it covers was compacted away, and retrains when the live windows outgrew
+RETRAIN_GROWTH times those it was trained on. Limit: a build holds the whole IVF index in memory and
+rewrites it (fine to ~100 M windows; beyond, build per-segment lists and merge them on disk). Every file is written like any other (fresh name, checksum, manifest swap).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+APPROX_MIN_WINDOWS = 1_000_000  # live windows from which queries go through the approximate index
+TAIL_MAX_FRACTION = 0.25  # windows in segments it does not cover, relative to those it holds, before extending ...
+TAIL_MAX_WINDOWS = 2_000_000  # ... or this many (the tail is searched exactly, in memory: 256 bytes per window)
+RETRAIN_GROWTH = 4.0  # retrain the coarse quantizer when live windows exceed this times the training-time count
+LISTS_PER_SQRT = 1  # inverted lists ~ LISTS_PER_SQRT * sqrt(windows), rounded to a power of two ...
+MIN_LISTS, MAX_LISTS = 64, 65536  # ... within these bounds
+TRAIN_PER_LIST = 64  # training vectors per list (faiss wants 39 or more)
+NPROBE = 32  # lists probed per query (recall against nprobe: benchmarks/scale_bench.py)
+ADD_BATCH = 1 << 18  # windows encoded per faiss add call
+
+
+@dataclass
+class ApproxInfo:
+    """The manifest's description of the approximate index (manifest.approx, a dict in JSON)."""
+
+    name: str  # "approx-000012": stem of the .faiss and .rows pair
+    segments: list  # segment names whose live windows (at build time) it holds
+    windows: int  # ids in it
+    trained_windows: int  # live windows when its quantizer was trained
+    nlist: int  # inverted lists
+
+    def files(self) -> list[str]:
+        return [f"{self.name}.faiss", f"{self.name}.rows"]
+
+
+def approx_info(manifest) -> ApproxInfo | None:
+    return ApproxInfo(**manifest.approx) if manifest.approx else None
+
+
+def describe(manifest) -> str:
+    """One line for `awesearch info`: how queries search this index."""
+    info = approx_info(manifest)
+    if info is None:
+        return f"exact (approximate from {APPROX_MIN_WINDOWS:,} live windows)"
+    tail = sum(s.windows for s in manifest.segments if s.name not in set(info.segments))
+    return f"approximate: IVF, {info.nlist} lists, {info.windows:,} windows, nprobe {choose_nprobe(info.nlist)}; {tail:,} newer windows exact"
+
+
+def choose_nlist(windows: int) -> int:
+    target = LISTS_PER_SQRT * math.sqrt(max(windows, 1))
+    return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** round(math.log2(target)))))
+
+
+def choose_nprobe(nlist: int) -> int:
+    return int(min(nlist, NPROBE))
+
+
+# -- building (the writer's side) -----------------------------------------------------------------------
+
+
+def _live_rows(store, seg, live: np.ndarray):
+    v, f, s, e = store.read_segment(seg)
+    keep = np.isin(f, live)
+    return v[keep], f[keep], s[keep], e[keep]
+
+
+def _train(store, segments, live: np.ndarray, n_live: int, nlist: int, dim: int, seed: int = 0):
+    """An empty IVF index whose quantizer and 8-bit ranges are trained on a uniform sample of live windows."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    share = min(1.0, TRAIN_PER_LIST * nlist / max(n_live, 1))
+    sample = []
+    for seg in segments:
+        v = _live_rows(store, seg, live)[0]
+        sample.append(v[rng.random(len(v)) < share].astype(np.float32))
+    x = np.ascontiguousarray(np.concatenate(sample))
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    return index
+
+
+def build_approx(store, files, previous: ApproxInfo | None, name: str) -> ApproxInfo:
+    """Write approx-N.faiss/.rows for the live windows of every segment; reuse previous's training unless
+    the index outgrew it; extend previous (add only new segments) when everything it covers still exists."""
+    import faiss
+
+    from .store import STATUS_INDEXED, atomic_write_bytes
+
+    m = store.manifest
+    live = np.asarray(sorted(f.file_id for f in files if f.status == STATUS_INDEXED), np.int64)
+    n_live = int(sum(f.windows for f in files if f.status == STATUS_INDEXED))
+    names = [s.name for s in m.segments]
+    retrain = previous is None or n_live > RETRAIN_GROWTH * previous.trained_windows
+    extend = not retrain and set(previous.segments) <= set(names)
+    if retrain:
+        nlist = choose_nlist(n_live)
+        index, trained, rows = _train(store, m.segments, live, n_live, nlist, m.dim), n_live, []
+    else:
+        index = faiss.read_index(str(store.directory / f"{previous.name}.faiss"))
+        nlist, trained = previous.nlist, previous.trained_windows
+        rows = [np.load(store.directory / f"{previous.name}.rows")] if extend else []
+        if not extend:
+            index.reset()  # keep the trained quantizer, drop the vectors
+    covered = set(previous.segments) if extend else set()
+    for seg in m.segments:
+        if seg.name in covered:
+            continue
+        v, f, s, e = _live_rows(store, seg, live)
+        for i in range(0, len(v), ADD_BATCH):
+            index.add(np.ascontiguousarray(v[i : i + ADD_BATCH], np.float32))
+        rows.append(np.stack([f.astype(np.float64), s, e], axis=1))
+    table = np.concatenate(rows) if rows else np.empty((0, 3))
+    buf = io.BytesIO()
+    np.save(buf, table)
+    atomic_write_bytes(store.directory / f"{name}.rows", buf.getvalue())
+    atomic_write_bytes(store.directory / f"{name}.faiss", faiss.serialize_index(index).tobytes())
+    return ApproxInfo(name=name, segments=names, windows=int(index.ntotal), trained_windows=trained, nlist=nlist)
+
+
+def wanted_action(manifest, live_windows: int) -> str | None:
+    """"build" (none yet, outgrown, or a covered segment is gone), "extend" (tail too large), "drop" (index
+    shrank below the threshold) or None (nothing to do)."""
+    info = approx_info(manifest)
+    if live_windows < APPROX_MIN_WINDOWS:
+        return "drop" if info else None
+    if info is None or live_windows > RETRAIN_GROWTH * info.trained_windows:
+        return "build"
+    names = {s.name for s in manifest.segments}
+    if not set(info.segments) <= names:
+        return "build"
+    tail = sum(s.windows for s in manifest.segments if s.name not in set(info.segments))
+    return "extend" if tail > min(TAIL_MAX_FRACTION * info.windows, TAIL_MAX_WINDOWS) else None
+
+
+def update_approx(writer) -> str | None:
+    """Bring the writer's approximate index up to date (after a run's last commit); returns the action taken."""
+    from .store import STATUS_INDEXED, IndexStore
+
+    files = list(writer.files.values())
+    live_windows = int(sum(f.windows for f in files if f.status == STATUS_INDEXED))
+    action = wanted_action(writer.manifest, live_windows)
+    if action is None:
+        return None
+    if action == "drop":
+        writer.manifest.approx = None
+    else:
+        store = IndexStore(writer.directory, writer.manifest)
+        with writer.storage():
+            info = build_approx(store, files, approx_info(writer.manifest), writer.next_name("approx"))
+        writer.manifest.approx = asdict(info)
+    writer.commit([])
+    writer.collect_garbage()
+    return action
+
+
+# -- searching ----------------------------------------------------------------------------------------
+
+
+class ApproxIndex:
+    """Looks like a faiss index to awesearch.search (d, ntotal, search): ids below n_approx are rows of the
+    memory-mapped IVF index, the rest are rows of the exact tail index."""
+
+    def __init__(self, ivf, nprobe: int, rows: np.ndarray, live: np.ndarray, tail):
+        import faiss
+
+        self.ivf, self.rows, self.live, self.tail = ivf, rows, live, tail
+        self.params = faiss.SearchParametersIVF(nprobe=nprobe)
+        self.n_approx = int(ivf.ntotal)
+        self.d = int(ivf.d)
+        self.ntotal = self.n_approx + int(tail.ntotal)
+
+    def _search_live(self, q: np.ndarray, k: int):
+        """IVF top-k per query among live rows: rows of since deleted or changed files are dropped, and the
+        search is repeated with twice the depth for queries that lost some, until k remain or all is seen."""
+        s = np.full((len(q), k), -np.inf, np.float32)
+        ids = np.full((len(q), k), -1, np.int64)
+        todo, depth = np.arange(len(q)), k
+        while len(todo):
+            s1, i1 = self.ivf.search(q[todo], min(depth, max(self.n_approx, 1)), params=self.params)
+            valid = i1 >= 0
+            fid = np.where(valid, self.rows[np.maximum(i1, 0), 0], -1).astype(np.int64)
+            live = valid & np.isin(fid, self.live)
+            short = []
+            for r, qi in enumerate(todo):
+                keep = np.flatnonzero(live[r])[:k]
+                s[qi, : len(keep)], ids[qi, : len(keep)] = s1[r, keep], i1[r, keep]
+                if len(keep) < k and valid[r].all() and depth < self.n_approx:
+                    short.append(qi)
+            todo, depth = np.asarray(short, np.int64), depth * 2
+        return s, ids
+
+    def search(self, q: np.ndarray, k: int):
+        s1, i1 = self._search_live(q, k)
+        parts_s, parts_i = [s1], [i1]
+        if self.tail.ntotal:
+            s2, i2 = self.tail.search(q, min(k, self.tail.ntotal))
+            parts_s.append(np.where(i2 >= 0, s2, -np.inf))
+            parts_i.append(np.where(i2 >= 0, i2 + self.n_approx, -1))
+        s, i = np.concatenate(parts_s, axis=1), np.concatenate(parts_i, axis=1)
+        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+
+
+class _Column:
+    """Column c of the approximate rows (mapped through `convert`) followed by a tail array, indexable by one
+    id or an array of ids (as the second stage does)."""
+
+    def __init__(self, rows: np.ndarray, c: int, tail: np.ndarray, convert=None):
+        self.rows, self.c, self.tail, self.convert = rows, c, tail, convert
+        self.n_approx = len(rows)
+
+    def __len__(self) -> int:
+        return self.n_approx + len(self.tail)
+
+    def __getitem__(self, i):
+        ids = np.asarray(i, np.int64)
+        flat = ids.reshape(-1)
+        inside = flat < self.n_approx
+        values = np.asarray(self.rows[flat[inside], self.c])
+        values = self.convert(values) if self.convert else values
+        out = np.empty(len(flat), values.dtype if inside.all() else np.result_type(values, self.tail))
+        out[inside] = values
+        out[~inside] = self.tail[flat[~inside] - self.n_approx]
+        return out[0] if ids.ndim == 0 else out.reshape(ids.shape)
+
+
+def open_approx_table(store):
+    """A WindowTable over the approximate index plus the exact tail (segments it does not cover)."""
+    import faiss
+
+    from .search import WindowTable
+    from .store import STATUS_INDEXED, _index_from_fp16, phonetic_name
+
+    info = approx_info(store.manifest)
+    files = store.load_files()
+    indexed = sorted(f.file_id for f in files if f.status == STATUS_INDEXED)
+    live = np.asarray(indexed, np.int64)
+    paths_by_id = {f.file_id: f.path for f in files if f.status == STATUS_INDEXED}
+    store.check_large(info.files())  # size check at open (checksummed in full by `awesearch check`)
+    path = store.directory / f"{info.name}.faiss"
+    try:
+        ivf = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+    except RuntimeError:
+        if not path.exists():  # collected by a writer since the size check: the caller re-reads the manifest
+            raise FileNotFoundError(errno.ENOENT, "missing", str(path)) from None
+        raise
+    rows = np.load(store.directory / f"{info.name}.rows", mmap_mode="r")
+    parts = [_live_rows(store, seg, live) for seg in store.manifest.segments if seg.name not in set(info.segments)]
+    cols = [np.concatenate([p[c] for p in parts]) if parts else np.empty((0, store.manifest.dim) if c == 0 else 0) for c in range(4)]
+    tail = _index_from_fp16(cols[0].reshape(-1, store.manifest.dim))
+    dense_tail = np.searchsorted(live, cols[1])
+    index = ApproxIndex(ivf, choose_nprobe(info.nlist), rows, live, tail)
+    to_dense = lambda v: np.searchsorted(live, v.astype(np.int64))  # noqa: E731
+    return WindowTable(
+        index=index,
+        file_ids=_Column(rows, 0, dense_tail, to_dense),
+        starts=_Column(rows, 1, cols[2]),
+        ends=_Column(rows, 2, cols[3]),
+        paths=[paths_by_id[i] for i in indexed],
+        phon_paths=[store.directory / phonetic_name(f.file_id) if f.phonetic_frames else None
+                    for f in sorted(files, key=lambda f: f.file_id) if f.status == STATUS_INDEXED],
+    )
