@@ -202,6 +202,10 @@ def query(
     as_json: bool = typer.Option(False, "--json", help='Print [{"path", "start", "end", "score"}, ...] (with --queries: one {"query", "hits"} per line).'),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Export as csv, json, vtt, audacity, textgrid or eaf (the last four are one file per recording: give --out DIR unless all hits are in one file)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --format: write the export file(s) into this directory instead of printing."),
+    speaker: Optional[List[Path]] = typer.Option(None, "--speaker", help="Only hits in this voice: an audio clip of it (at least 1 s of speech). Repeat to give several examples of one voice."),
+    speaker_start: Optional[List[float]] = typer.Option(None, "--speaker-start", help="With --speaker: start of the example span in seconds (one per --speaker)."),
+    speaker_end: Optional[List[float]] = typer.Option(None, "--speaker-end", help="With --speaker: end of the example span in seconds (one per --speaker)."),
+    speaker_id: Optional[str] = typer.Option(None, "--speaker-id", help="Only hits in a voice of `awesearch speakers`: its id (S3) or name."),
 ) -> None:
     """Find where words are spoken: by text (--text), by example (--audio, repeatable), or both.
 
@@ -231,6 +235,16 @@ def query(
             check_text(text)
         examples = audio_spans(audio or [], start or [], end or [])
         batch = read_queries(queries) if queries is not None else None
+        voice_filter = None
+        if speaker or speaker_id is not None or speaker_start or speaker_end:
+            from awesearch.speaker_index import open_filter
+            from awesearch.speakers import speaker_examples
+
+            if batch is not None or (index and len(index) > 1):
+                raise QueryError("--speaker and --speaker-id work with --text or --audio on one index, not --queries or shards")
+            voice_filter = open_filter(
+                resolve_index_dir(index[0] if index else None), speaker_examples(speaker or [], speaker_start or [], speaker_end or []), speaker_id
+            )
 
         if batch is None:
             import faiss
@@ -247,7 +261,10 @@ def query(
             engine = ShardedEngine.open(index)
         else:
             engine = SearchEngine.open(resolve_index_dir(index[0] if index else None))
-        if batch is None:
+        if voice_filter is not None:
+            run = lambda k: engine.search(text=text, audio=examples, k=k, threshold=threshold)  # noqa: E731
+            results = [(text, voice_filter.search(run, engine.limits(top, threshold)[0]))]
+        elif batch is None:
             results = [(text, engine.search(text=text, audio=examples, k=top, threshold=threshold))]
         else:
             results = list(zip(batch, engine.search_texts(batch, k=top, threshold=threshold)))
@@ -355,11 +372,75 @@ def print_hits(results: list, titled: bool, calibrated: bool = True) -> None:
         table.add_column("file", overflow="fold")
         table.add_column("time", no_wrap=True)
         table.add_column("score" if calibrated else "cosine", justify="right")
+        voiced = hasattr(hits[0], "speaker_score")
+        if voiced:
+            table.add_column("speaker", justify="right")
         for rank, h in enumerate(hits, 1):
             p = Path(h.path)
             shown = p.relative_to(cwd) if p.is_relative_to(cwd) else p
-            table.add_row(str(rank), str(shown), f"{format_time(h.start)}–{format_time(h.end)}", f"{h.score:.3f}")
+            row = [str(rank), str(shown), f"{format_time(h.start)}–{format_time(h.end)}", f"{h.score:.3f}"]
+            table.add_row(*row, *([f"{h.speaker_score:.2f}"] if voiced else []))
         console.print(table)
+
+
+speakers_app = typer.Typer(invoke_without_command=True)
+app.add_typer(speakers_app, name="speakers")
+
+
+@speakers_app.callback(invoke_without_command=True)
+def speakers(
+    ctx: typer.Context,
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    as_json: bool = typer.Option(False, "--json", help='Print [{"id", "name", "speech_s", "files", "sample_path", "sample_start", "sample_end"}, ...].'),
+) -> None:
+    """List the voices of the archive: id, name, speaking time, files and a sample span.
+
+    Speech that fits no known voice is clustered into new voices first (their number is chosen automatically) and stored in the index, so ids and names stay when more audio is indexed. Name a voice with `awesearch speakers name S3 "Interviewer"`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from awesearch.errors import AwesearchError
+    from awesearch.speaker_index import update_voices
+
+    try:
+        summaries, unassigned_s = update_voices(resolve_index_dir(index))
+    except AwesearchError as e:
+        raise fail(str(e))
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from awesearch.search import format_time
+
+    table = Table()
+    for col in ("voice", "name", "speaking time", "files", "sample"):
+        table.add_column(col, overflow="fold")
+    for s in summaries:
+        table.add_row(s.id, s.name, human_duration(s.speech_s), str(s.files), f"{s.sample_path} {format_time(s.sample_start)}–{format_time(s.sample_end)}")
+    console = Console()
+    console.print(table)
+    console.print(f"{len(summaries)} voices; {human_duration(unassigned_s)} of speech in no voice", highlight=False)
+
+
+@speakers_app.command("name")
+def speakers_name(
+    voice: str = typer.Argument(..., help="Voice id (S3) or its current name."),
+    name: str = typer.Argument(..., help='The new name, e.g. "Interviewer" (empty to clear).'),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+) -> None:
+    """Name a voice; `awesearch query --speaker-id NAME` then finds it by that name."""
+    from awesearch.errors import AwesearchError
+    from awesearch.speaker_index import name_voice
+
+    try:
+        v = name_voice(resolve_index_dir(index), voice, name)
+    except AwesearchError as e:
+        raise fail(str(e))
+    typer.echo(f"{v.id} is now named {v.name!r}" if v.name else f"{v.id} has no name now")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ import numpy as np
 
 from .errors import IndexDamagedError, IndexFormatError, IndexMissingError
 from .integrity import MISSING, Checksum, Damage, check_bytes, check_file, checksum_file, damage_message
+from .speaker_index import SpeakerTableInfo
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import faiss
@@ -54,7 +55,7 @@ COMPACT_DEAD_FRACTION = 0.25  # ... or when this share of stored windows is dead
 READ_RETRIES = 3  # a reader re-reads the manifest when a writer garbage-collected what it named
 STATUS_INDEXED = "indexed"
 STATUS_SKIPPED = "skipped"
-OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|approx-\d{6}\.(faiss|rows)|\..*\.tmp-\d+)$")
+OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|approx-\d{6}\.(faiss|rows)|spk-\d{6}\.parquet|spkc-\d{6}\.json|\..*\.tmp-\d+)$")
 
 
 def phonetic_name(file_id: int) -> str:
@@ -109,6 +110,10 @@ class Manifest:
     updated: str = ""
     checksums: dict = field(default_factory=dict)  # data file name -> {"size": bytes, "crc32": hex} (integrity.py)
     approx: dict | None = None  # the approximate index of a large index (awesearch/approx.py ApproxInfo), if any
+    # speakers (awesearch/speaker_index.py): piece tables, the speaker model's checksum, the voices file
+    speaker_tables: list["SpeakerTableInfo"] = field(default_factory=list)
+    speaker_model: str = ""
+    speaker_voices: str | None = None  # "spkc-000012.json" once `awesearch speakers` has run
 
     def to_json(self) -> str:
         d = {"magic": MAGIC, "format_version": FORMAT_VERSION, **asdict(self)}
@@ -129,6 +134,7 @@ class Manifest:
             )
         try:
             d["segments"] = [SegmentInfo(**s) for s in d["segments"]]
+            d["speaker_tables"] = [SpeakerTableInfo(**s) for s in d.get("speaker_tables", [])]
             return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})  # absent: the field's default
         except (KeyError, TypeError) as e:
             raise IndexFormatError(f"index manifest {where} is damaged ({e}); re-index into a new directory") from None
@@ -465,6 +471,9 @@ class IndexStore:
         names |= {phonetic_name(f.file_id) for f in files if f.status == STATUS_INDEXED and f.phonetic_frames}
         if self.manifest.approx:
             names |= {f"{self.manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}
+        names |= {f"{t.name}.parquet" for t in self.manifest.speaker_tables}
+        if self.manifest.speaker_voices:
+            names.add(self.manifest.speaker_voices)
         return names
 
     def stats(self) -> IndexStats:

@@ -17,6 +17,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from awesearch.approx import update_approx
 from awesearch.audio import SAMPLE_RATE, AudioChunk, iter_chunks, probe_duration
 from awesearch.errors import AudioDecodeError, AwesearchError
+from awesearch.speaker_index import check_speaker_model
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord
 from awesearch.vad import speech_regions
 from awesearch.windows import MAX_WINDOW_S, candidate_windows
@@ -121,10 +123,13 @@ class _AnalysedChunk:
     chunk: AudioChunk
     windows: np.ndarray  # [n, 2] seconds relative to chunk.start, on the encoder frame grid, starting in the core
     speech_s: float  # seconds of speech in the core
+    pieces: np.ndarray  # [m, 2] seconds relative to chunk.start: speaker pieces inside the core
+    voices: np.ndarray  # [m, HIDDEN] their speaker embeddings
 
 
-def _analyse(chunks: Iterator[AudioChunk], frame_s: float) -> _AnalysedChunk | None:
-    """Decode the next chunk, find its speech and its windows (None at the end of the file)."""
+def _analyse(chunks: Iterator[AudioChunk], frame_s: float, speaker_model=None) -> _AnalysedChunk | None:
+    """Decode the next chunk, find its speech, its windows and (with a speaker model) the speaker embeddings
+    of its speech pieces (None at the end of the file)."""
     chunk = next(chunks, None)
     if chunk is None:
         return None
@@ -137,7 +142,10 @@ def _analyse(chunks: Iterator[AudioChunk], frame_s: float) -> _AnalysedChunk | N
     # was embedded, and a window embeds the same whichever chunk or query span it is computed from
     w = np.unique(np.round((w + chunk.start) / frame_s) * frame_s - chunk.start, axis=0).reshape(-1, 2)
     w = w[(w[:, 0] >= core_lo - 1e-9) & (w[:, 0] < core_hi - 1e-9) & (w[:, 1] > w[:, 0])]
-    return _AnalysedChunk(chunk, w, speech_s)
+    if speaker_model is None:
+        return _AnalysedChunk(chunk, w, speech_s, np.zeros((0, 2)), np.zeros((0, 0), np.float32))
+    pieces, voices = speaker_model.embed_speech(samples, regions, core_lo, core_hi)
+    return _AnalysedChunk(chunk, w, speech_s, pieces, voices)
 
 
 class _PhoneticTrack:
@@ -171,14 +179,17 @@ class _PhoneticTrack:
         return out
 
 
-def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: Callable[[float, int], None], phone=None) -> tuple[float, float, int, int]:
+def embed_file(
+    path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: Callable[[float, int], None], phone=None, speaker_model=None
+) -> tuple[float, float, int, int]:
     """Decode, VAD, window and embed one file into the writer's buffer.
 
     Two stages overlap on two cores: a worker thread decodes chunk k+1 and runs the VAD and windowing on it
     while this thread embeds chunk k (torch kernels release the GIL). Returns (audio seconds, speech
     seconds, windows); raises AudioDecodeError when the file cannot be decoded. on_chunk(audio seconds of
     the chunk core, windows in it) is called after every chunk. With a phoneme head (`phone`), the file's
-    phonetic frames are written too (writer.add_phonetic); the fourth value is their number (else 0).
+    phonetic frames are written too (writer.add_phonetic); the fourth value is their number (else 0). With a
+    speaker model (awesearch/speakers.py), the speaker pieces of its speech are buffered too (writer.add_speakers).
     """
     if CHUNK_PAD_S <= MAX_WINDOW_S + encoder.context_s:
         raise AwesearchError(f"chunk pad {CHUNK_PAD_S} s is too small for encoder context {encoder.context_s} s")
@@ -190,10 +201,13 @@ def embed_file(path: str, encoder, writer: IndexWriter, file_id: int, on_chunk: 
     audio_end = 0.0
     chunks = iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="awesearch-analyse") as pool:
-        ahead = pool.submit(_analyse, chunks, frame_s)
+        ahead = pool.submit(_analyse, chunks, frame_s, speaker_model)
         while (item := ahead.result()) is not None:
-            ahead = pool.submit(_analyse, chunks, frame_s)  # the generator is only ever advanced by the worker
+            ahead = pool.submit(_analyse, chunks, frame_s, speaker_model)  # the generator is only ever advanced by the worker
             chunk, w = item.chunk, item.windows
+            if len(item.pieces):
+                p = np.round(item.pieces + chunk.start, 6)
+                writer.add_speakers(file_id, p[:, 0], p[:, 1], item.voices, speaker_model.checksum)
             if len(w):
                 # encode only the span the windows need: whole seconds from the chunk start (on every encoder
                 # frame grid), ENCODE_QUANTUM_S long, so few distinct input shapes reach torch (oneDNN caches
@@ -226,6 +240,7 @@ def index_paths(
     phonetic: bool = True,
     verify: bool | None = None,
     cluster: str | None = None,
+    speakers: bool = True,
 ) -> IndexReport:
     """Index the audio under `paths` into `index_dir` (created if missing), incrementally and durably.
 
@@ -236,6 +251,8 @@ def index_paths(
     verify: see IndexWriter.open; damaged index data is dropped and its recordings re-embedded (repair.py).
     cluster: a Dask scheduler address; files are embedded on its workers, this process commits (cluster.py).
     IndexWriteError (one line) when the disk fills up or a write fails; every earlier commit stays intact.
+    speakers: also store speaker embeddings of the speech (awesearch/speakers.py; not on a cluster; False:
+    benchmarks only).
     """
     from awesearch.encoder import load_encoder
     from awesearch.phonetic import load_phone_model
@@ -259,11 +276,14 @@ def index_paths(
     source = os.path.abspath(model) if model and (model.endswith(".pt") or os.sep in model) else (model or encoder.name)
     try:
         phone = load_phone_model() if phonetic and encoder.has_phonetic_frontend else None
+        speaker_model = _speaker_model() if speakers and cluster is None else None
     except BaseException:
         os.close(lock_fd)
         raise
     with IndexWriter.open(index_dir, encoder, source=source, lock_fd=lock_fd, phone=phone, verify=verify) as writer, \
             client or contextlib.nullcontext():
+        if speaker_model is not None:
+            check_speaker_model(writer.manifest, speaker_model, Path(index_dir))
         set_torch_threads(threads)
         work = plan(paths, scanned, writer.files)
         report.repaired = writer.repaired
@@ -291,7 +311,7 @@ def index_paths(
         state = Progress(sum(durations), 0.0, len(todo), 0, 0, "")
         report_progress(state)
         if client is None:
-            embed = functools.partial(embed_file, encoder=encoder, writer=writer, phone=phone)
+            embed = functools.partial(embed_file, encoder=encoder, writer=writer, phone=phone, speaker_model=speaker_model)
         else:
             from .cluster import ClusterEmbedder
 
@@ -344,6 +364,12 @@ def index_paths(
         report_progress(state)
     report.wall_s = time.monotonic() - t0
     return report
+
+
+def _speaker_model():
+    from awesearch.speakers import load_speaker_model
+
+    return load_speaker_model()
 
 
 def _reason(e: AudioDecodeError, path: str) -> str:

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from awesearch.errors import IndexLockedError, IndexMissingError, IndexWriteError
+from awesearch.speaker_index import read_speaker_table, write_speaker_table
 from awesearch.store import (
     COMPACT_DEAD_FRACTION,
     COMPACT_MIN_SEGMENTS,
@@ -90,6 +91,8 @@ class IndexWriter:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending_n = 0
         self._new_segments: list[SegmentInfo] = []  # written, not yet in a committed manifest
+        self._pending_speakers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # file_ids, starts, ends, emb
+        self.speaker_model: str = ""  # checksum of the speaker model whose pieces are buffered
 
     @classmethod
     def open(
@@ -207,8 +210,16 @@ class IndexWriter:
             atomic_write_bytes(self.directory / phonetic_name(file_id), awp_bytes(codes))
         return len(codes)
 
+    def add_speakers(self, file_id: int, starts: np.ndarray, ends: np.ndarray, emb: np.ndarray, model_checksum: str) -> None:
+        """Buffer speaker pieces of a file (emb [n, HIDDEN] unit vectors); written as one table per commit."""
+        n = len(emb)
+        if n:
+            self._pending_speakers.append((np.full(n, file_id, np.int64), np.asarray(starts, np.float64), np.asarray(ends, np.float64), np.asarray(emb)))
+            self.speaker_model = model_checksum
+
     def drop_pending(self, file_id: int) -> None:
         """Forget buffered windows of a file that failed half way (any already flushed stay dead rows)."""
+        self._pending_speakers = [p for p in self._pending_speakers if p[0][0] != file_id]
         kept = []
         for p in self._pending:
             keep = p[1] != file_id
@@ -264,9 +275,13 @@ class IndexWriter:
             },
             files_schema(),
         )
+        new_speakers = self._write_speakers()
         if before_publish is not None:
             before_publish()
         m = replace(self.manifest)  # published only if every step below succeeds
+        if new_speakers:
+            m.speaker_model = self.speaker_model
+        m.speaker_tables = m.speaker_tables + new_speakers
         m.segments = m.segments + self._new_segments
         m.files_table = table_name
         m.generation += 1
@@ -276,6 +291,51 @@ class IndexWriter:
         self.manifest = m
         self._new_segments = []
         self._files = files
+
+    def _write_speakers(self) -> list:
+        """Write the buffered speaker pieces as one table (nothing references it until the manifest does)."""
+        if not self._pending_speakers:
+            return []
+        cols = [np.concatenate([p[i] for p in self._pending_speakers]) for i in range(4)]
+        self._pending_speakers = []
+        if len(cols[0]) == 0:
+            return []
+        if self.manifest.speaker_model and self.manifest.speaker_model != self.speaker_model:
+            raise ValueError("speaker pieces of two speaker models in one index")
+        return [write_speaker_table(self.directory, self.next_name("spk"), *cols)]
+
+    def set_voices(self, voices_json: str) -> None:
+        """Publish a new voices file (awesearch speakers); committed atomically like any other change."""
+        name = f"{self.next_name('spkc')}.json"
+        with self.storage():
+            atomic_write_bytes(self.directory / name, voices_json.encode())
+        self.manifest.speaker_voices = name
+        self.commit(records=[])
+        self.collect_garbage()
+
+    def _speakers_need_compaction(self) -> bool:
+        tables = self.manifest.speaker_tables
+        if len(tables) > COMPACT_MIN_SEGMENTS:
+            return True
+        live = IndexStore(self.directory, self.manifest).live_file_ids(list(self._files.values()))
+        stored = sum(t.pieces for t in tables)
+        import pyarrow.parquet as pq
+
+        alive = sum(
+            int(np.isin(pq.read_table(self.directory / f"{t.name}.parquet", columns=["file_id"]).column("file_id").to_numpy(), live).sum())
+            for t in tables
+        )
+        return stored > 0 and (stored - alive) / stored > COMPACT_DEAD_FRACTION
+
+    def _compact_speakers(self) -> None:
+        """Rewrite all speaker tables as one holding only live pieces (the next commit publishes it)."""
+        live = IndexStore(self.directory, self.manifest).live_file_ids(list(self._files.values()))
+        for t in self.manifest.speaker_tables:
+            f, s, e, emb = read_speaker_table(self.directory, t)
+            keep = np.isin(f, live)
+            self._pending_speakers.append((f[keep], s[keep], e[keep], emb[keep]))
+        self.speaker_model = self.manifest.speaker_model
+        self.manifest.speaker_tables = []
 
     # maintenance ---------------------------------------------------------------------------
 
@@ -309,7 +369,7 @@ class IndexWriter:
         return dirty + (small if len(small) > COMPACT_MIN_SEGMENTS else [])
 
     def needs_compaction(self) -> bool:
-        return bool(self._compaction_victims())
+        return bool(self._compaction_victims()) or self._speakers_need_compaction()
 
     def compact(self) -> None:
         """Rewrite the victim segments keeping only live windows, packed into segments of up to
@@ -317,7 +377,10 @@ class IndexWriter:
         if self._pending or self._new_segments:
             raise RuntimeError("commit before compacting")
         victims = self._compaction_victims()
-        if not victims:
+        speakers = self._speakers_need_compaction()
+        if speakers:
+            self._compact_speakers()
+        if not victims and not speakers:
             return
         reader = IndexStore(self.directory, self.manifest)
         live = reader.live_file_ids(list(self._files.values()))

@@ -1,0 +1,452 @@
+"""Speakers in the index: the per-commit speaker tables, the archive's voices, and speaker-filtered hits.
+
+Files (named by the manifest, written like every other index file: fresh name, fsync, atomic publish):
+    spk-NNNNNN.parquet   one row per piece of speech: file_id, start_s, end_s, emb (HIDDEN fp16 as bytes);
+                         schema metadata magic "awesearch-speakers", version, dim
+    spkc-NNNNNN.json     the archive's voices: magic "awesearch-voices", version, the speaker model checksum,
+                         next_id, voices [{id "S3", name, centroid [HIDDEN floats]}]
+
+A piece belongs to the voice whose centroid is nearest, when its calibrated same-voice probability is at
+least ACCEPT_P; otherwise it is unassigned. Voices are made by `awesearch speakers` (cluster_voices): the
+unassigned pieces are grouped per file (average-linkage agglomerative clustering on mean piece-pair cosine,
+cut at ACCEPT_P), the file groups are clustered across files the same way (a group's distance to another is
+the mean cosine over their piece pairs, so big groups do not look more alike than their pieces), and each cluster becomes a voice with the next free id.
+Existing voices keep their ids, names and centroids (updated to the mean of their members), so new speech
+indexed later is assigned to the voices already known, and new voices appear beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexFormatError, QueryError
+from .speakers import ACCEPT_P, HIDDEN, SpeakerModel, prototype
+
+TABLE_MAGIC = "awesearch-speakers"
+TABLE_VERSION = 1
+VOICES_MAGIC = "awesearch-voices"
+VOICES_VERSION = 1
+VOICE_PREFIX = "S"  # voice ids are S1, S2, ...
+MAX_GAP_S = 1.0  # a hit outside every piece takes the nearest piece of its file within this many seconds
+POOL_START = 200  # hits fetched before speaker filtering (doubled while too few survive)
+POOL_MAX = 20_000  # hits fetched at most
+
+
+@dataclass
+class SpeakerTableInfo:
+    name: str  # "spk-000004": the stem of the .parquet
+    pieces: int  # rows (live and dead)
+
+
+def _schema():
+    import pyarrow as pa
+
+    meta = {"magic": TABLE_MAGIC, "version": str(TABLE_VERSION), "dim": str(HIDDEN)}
+    return pa.schema(
+        [("file_id", pa.int64()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("emb", pa.binary(2 * HIDDEN))],
+        metadata=meta,
+    )
+
+
+def write_speaker_table(directory: Path, name: str, file_ids, starts, ends, emb: np.ndarray) -> SpeakerTableInfo:
+    """Write spk-N.parquet durably (nothing references it yet)."""
+    from .store import write_parquet
+
+    emb = np.ascontiguousarray(np.asarray(emb, np.float16).reshape(-1, HIDDEN))
+    write_parquet(
+        directory / f"{name}.parquet",
+        {
+            "file_id": np.asarray(file_ids, np.int64),
+            "start_s": np.asarray(starts, np.float64),
+            "end_s": np.asarray(ends, np.float64),
+            "emb": [row.tobytes() for row in emb],
+        },
+        _schema(),
+    )
+    return SpeakerTableInfo(name=name, pieces=len(emb))
+
+
+def read_speaker_table(directory: Path, info: SpeakerTableInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(file_ids, starts, ends, emb [n, HIDDEN] float16); IndexFormatError when it is not ours or damaged."""
+    import pyarrow.parquet as pq
+
+    path = directory / f"{info.name}.parquet"
+    t = pq.read_table(path)
+    meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+    if meta.get("magic") != TABLE_MAGIC or meta.get("version") != str(TABLE_VERSION) or meta.get("dim") != str(HIDDEN):
+        raise IndexFormatError(f"{path} is not a speaker table this awesearch reads (version {meta.get('version')}); re-index")
+    if t.num_rows != info.pieces:
+        raise IndexFormatError(f"index {directory} is damaged: {path.name} has {t.num_rows} rows, the manifest says {info.pieces}")
+    raw = b"".join(t.column("emb").to_pylist())
+    emb = np.frombuffer(raw, np.float16).reshape(t.num_rows, HIDDEN)
+    return t.column("file_id").to_numpy(), t.column("start_s").to_numpy(), t.column("end_s").to_numpy(), emb
+
+
+def check_speaker_model(manifest, model: SpeakerModel, directory: Path) -> None:
+    """IndexFormatError when the index's speaker pieces were made by another speaker model."""
+    if manifest.speaker_model and manifest.speaker_model != model.checksum:
+        raise IndexFormatError(
+            f"index {directory} holds speaker embeddings of another speaker model ({manifest.speaker_model[:12]}, "
+            f"this is {model.checksum[:12]}): re-index into a new --index directory"
+        )
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeakerData:
+    """All live pieces of an index."""
+
+    paths: list[str]  # dense file index -> absolute path
+    file_idx: np.ndarray  # [n] int, index into paths
+    starts: np.ndarray  # [n] seconds
+    ends: np.ndarray  # [n] seconds
+    emb: np.ndarray  # [n, HIDDEN] float32, unit vectors
+    by_path: dict[str, np.ndarray] = field(default_factory=dict)  # path -> piece rows, by start
+
+    def __post_init__(self) -> None:
+        order = np.lexsort((self.starts, self.file_idx))
+        for fi in np.unique(self.file_idx):
+            self.by_path[self.paths[int(fi)]] = order[self.file_idx[order] == fi]
+
+    def piece_for(self, path: str, start: float, end: float) -> int:
+        """Row of the piece that overlaps start..end most, else the nearest one within MAX_GAP_S; -1 if none."""
+        rows = self.by_path.get(path)
+        if rows is None or len(rows) == 0:
+            return -1
+        s, e = self.starts[rows], self.ends[rows]
+        overlap = np.minimum(e, end) - np.maximum(s, start)
+        best = int(np.argmax(overlap))
+        if overlap[best] > 0:
+            return int(rows[best])
+        gap = np.maximum(s - end, start - e)
+        best = int(np.argmin(gap))
+        return int(rows[best]) if gap[best] <= MAX_GAP_S else -1
+
+
+def load_speaker_data(store) -> SpeakerData:
+    """Live pieces of an awesearch.store.IndexStore (retrying, like every reader, when a writer's GC raced it)."""
+
+    def load() -> SpeakerData:
+        files = store.load_files()
+        live = store.live_file_ids(files)
+        paths_by_id = {f.file_id: f.path for f in files if f.file_id in set(live.tolist())}
+        parts = []
+        for info in store.manifest.speaker_tables:
+            f, s, e, emb = read_speaker_table(store.directory, info)
+            keep = np.isin(f, live)
+            parts.append((f[keep], s[keep], e[keep], emb[keep]))
+        ids = sorted(paths_by_id)
+        if not parts:
+            return SpeakerData([paths_by_id[i] for i in ids], np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros((0, HIDDEN), np.float32))
+        f, s, e, emb = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        dense = np.searchsorted(np.asarray(ids, np.int64), f)
+        return SpeakerData([paths_by_id[i] for i in ids], dense, s, e, emb.astype(np.float32))
+
+    return store._retrying(load)
+
+
+# -- voices --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Voice:
+    id: str  # "S3"
+    name: str  # "" until named
+    centroid: np.ndarray  # [HIDDEN] unit vector
+
+
+@dataclass
+class Voices:
+    model: str  # speaker model checksum
+    next_id: int = 1
+    voices: list[Voice] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "magic": VOICES_MAGIC,
+                "version": VOICES_VERSION,
+                "model": self.model,
+                "next_id": self.next_id,
+                "voices": [{"id": v.id, "name": v.name, "centroid": [round(float(x), 6) for x in v.centroid]} for v in self.voices],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str, where: Path) -> "Voices":
+        try:
+            d = json.loads(text)
+            if d.get("magic") != VOICES_MAGIC or d.get("version") != VOICES_VERSION:
+                raise IndexFormatError(f"{where} is not a voices file this awesearch reads; run `awesearch speakers` after re-indexing")
+            voices = [Voice(v["id"], v["name"], np.asarray(v["centroid"], np.float32)) for v in d["voices"]]
+            return cls(model=d["model"], next_id=int(d["next_id"]), voices=voices)
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise IndexFormatError(f"voices file {where} is damaged ({e})") from None
+
+    def find(self, key: str) -> Voice:
+        """A voice by id (S3) or name, case-insensitive; QueryError naming the known ones otherwise."""
+        k = key.strip().lower()
+        for v in self.voices:
+            if v.id.lower() == k or (v.name and v.name.lower() == k):
+                return v
+        known = ", ".join(v.id + (f" ({v.name})" if v.name else "") for v in self.voices) or "none yet (run `awesearch speakers`)"
+        raise QueryError(f"no voice {key!r} in this index; known voices: {known}")
+
+    def centroids(self) -> np.ndarray:
+        return np.stack([v.centroid for v in self.voices]) if self.voices else np.zeros((0, HIDDEN), np.float32)
+
+
+def load_voices(store) -> Voices | None:
+    name = store.manifest.speaker_voices
+    if not name:
+        return None
+    path = store.directory / name
+    return store._retrying(lambda: Voices.from_json(path.read_text(), path))
+
+
+def assign(model: SpeakerModel, emb: np.ndarray, voices: Voices) -> tuple[np.ndarray, np.ndarray]:
+    """(voice index or -1, probability of that voice) for each embedding."""
+    c = voices.centroids()
+    if len(c) == 0 or len(emb) == 0:
+        return np.full(len(emb), -1), np.zeros(len(emb))
+    sims = emb @ c.T
+    best = sims.argmax(1)
+    p = model.probability(sims[np.arange(len(emb)), best])
+    return np.where(p >= ACCEPT_P, best, -1), p
+
+
+def agglomerate(means: np.ndarray, model: SpeakerModel) -> np.ndarray:
+    """Cluster labels 0..k-1 of groups given by the (unnormalised) means of their pieces' unit vectors.
+
+    Average linkage where the distance of two groups is 1 - mean_a . mean_b, the mean cosine over all their
+    piece pairs; clusters merge while that mean cosine is at least the one where the calibrated same-voice
+    probability is ACCEPT_P (so the number of voices is chosen by the data). A single piece is a group of one."""
+    if len(means) == 1:
+        return np.zeros(1, int)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    m = np.asarray(means, np.float64)
+    dist = np.clip(1.0 - m @ m.T, 0.0, 2.0)
+    np.fill_diagonal(dist, 0.0)
+    z = linkage(squareform(dist, checks=False), method="average")
+    cut = 1.0 - model.calibration.cosine_at(ACCEPT_P)
+    return fcluster(z, t=cut, criterion="distance") - 1
+
+
+def cluster_voices(model: SpeakerModel, data: SpeakerData, voices: Voices | None) -> Voices:
+    """Voices after assigning every live piece to the known voices and clustering the rest into new ones."""
+    voices = voices or Voices(model=model.checksum)
+    if voices.model != model.checksum:
+        raise IndexFormatError("the index's voices were made by another speaker model; re-index")
+    member, _ = assign(model, data.emb, voices)
+    free = np.flatnonzero(member < 0)
+    groups, owners = [], []  # file-level groups of unassigned pieces: centroid, rows
+    for rows in data.by_path.values():
+        rows = rows[member[rows] < 0]
+        if len(rows) == 0:
+            continue
+        labels = agglomerate(data.emb[rows], model)
+        for g in np.unique(labels):
+            owners.append(rows[labels == g])
+            groups.append(data.emb[owners[-1]].mean(axis=0))
+    if len(free) and groups:
+        labels = agglomerate(np.stack(groups), model)
+        for g in np.unique(labels):
+            rows = np.concatenate([owners[i] for i in np.flatnonzero(labels == g)])
+            voices.voices.append(Voice(f"{VOICE_PREFIX}{voices.next_id}", "", prototype(data.emb[rows])))
+            voices.next_id += 1
+    # centroids follow their members (ids and names stay)
+    member, _ = assign(model, data.emb, voices)
+    for i, v in enumerate(voices.voices):
+        if (member == i).any():
+            v.centroid = prototype(data.emb[member == i])
+    return voices
+
+
+@dataclass
+class VoiceSummary:
+    id: str
+    name: str
+    speech_s: float  # seconds of speech assigned to the voice
+    files: int  # recordings it speaks in
+    sample_path: str  # the piece most like the voice
+    sample_start: float  # seconds
+    sample_end: float  # seconds
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def summarize(model: SpeakerModel, data: SpeakerData, voices: Voices) -> tuple[list[VoiceSummary], float]:
+    """(one summary per voice with speech, most speech first; seconds of speech assigned to no voice)."""
+    member, _ = assign(model, data.emb, voices)
+    dur = data.ends - data.starts
+    out = []
+    for i, v in enumerate(voices.voices):
+        rows = np.flatnonzero(member == i)
+        if len(rows) == 0:
+            continue
+        best = rows[int(np.argmax(data.emb[rows] @ v.centroid))]
+        out.append(
+            VoiceSummary(
+                v.id, v.name, float(dur[rows].sum()), len(np.unique(data.file_idx[rows])),
+                data.paths[int(data.file_idx[best])], float(data.starts[best]), float(data.ends[best]),
+            )
+        )
+    out.sort(key=lambda s: -s.speech_s)
+    return out, float(dur[member < 0].sum())
+
+
+# -- filtered hits --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeakerHit:
+    """A search hit with the calibrated probability that the requested voice speaks it."""
+
+    hit: object  # awesearch.search.Hit
+    speaker_score: float  # 0..1
+
+    def to_dict(self) -> dict:
+        return {**self.hit.to_dict(), "speaker_score": self.speaker_score}
+
+    @property
+    def path(self) -> str:
+        return self.hit.path
+
+    @property
+    def start(self) -> float:
+        return self.hit.start
+
+    @property
+    def end(self) -> float:
+        return self.hit.end
+
+    @property
+    def score(self) -> float:
+        return self.hit.score
+
+
+@dataclass
+class SpeakerFilter:
+    """Keeps the hits spoken by one voice: a prototype, and optionally the voice index it must be nearest to."""
+
+    model: SpeakerModel
+    data: SpeakerData
+    target: np.ndarray  # [HIDDEN] unit prototype
+    voices: Voices | None = None
+    voice_index: int = -1  # with --speaker-id: the piece must also be assigned to this voice
+
+    def score(self, hits: list) -> list[SpeakerHit]:
+        """The hits whose piece is the voice (probability >= ACCEPT_P), in their order, with speaker_score."""
+        out = []
+        for h in hits:
+            row = self.data.piece_for(h.path, h.start, h.end)
+            if row < 0:
+                continue
+            e = self.data.emb[row]
+            p = float(self.model.probability(float(e @ self.target)))
+            if p < ACCEPT_P:
+                continue
+            if self.voice_index >= 0 and assign(self.model, e[None], self.voices)[0][0] != self.voice_index:
+                continue
+            out.append(SpeakerHit(h, round(p, 4)))
+        return out
+
+    def search(self, run, k: int) -> list[SpeakerHit]:
+        """run(k) -> hits best first (the engine's search); fetch more until k hits of the voice survive."""
+        pool = max(POOL_START, 10 * k)
+        while True:
+            hits = run(pool)
+            kept = self.score(hits)
+            if len(kept) >= k or len(hits) < pool or pool >= POOL_MAX:
+                return kept[:k]
+            pool = min(POOL_MAX, pool * 4)
+
+
+def open_filter(index_dir: Path, examples: list | None = None, voice: str | None = None) -> SpeakerFilter:
+    """A SpeakerFilter for --speaker examples (awesearch.speakers.SpeakerExample) or a --speaker-id voice."""
+    from .speakers import examples_prototype, load_speaker_model
+    from .store import IndexStore
+
+    if bool(examples) == (voice is not None):
+        raise QueryError("give --speaker CLIP (repeatable) or --speaker-id VOICE, not both")
+    store = IndexStore.open(index_dir)
+    model = load_speaker_model()
+    if not store.manifest.speaker_tables:
+        raise QueryError(f"index {index_dir} has no speaker embeddings (index it with this awesearch version)")
+    check_speaker_model(store.manifest, model, Path(index_dir))
+    data = load_speaker_data(store)
+    if voice is None:
+        return SpeakerFilter(model, data, examples_prototype(model, examples))
+    voices = load_voices(store)
+    if voices is None:
+        raise QueryError("this index has no voices yet: run `awesearch speakers` first")
+    v = voices.find(voice)
+    return SpeakerFilter(model, data, v.centroid, voices, voices.voices.index(v))
+
+
+# -- changing the voices (under the writer lock) ---------------------------------------------------
+
+
+def _locked_writer(index_dir: Path):
+    """An IndexWriter on the committed manifest without loading the encoder (voices need no encoder)."""
+    import os
+
+    from indexer.writer import IndexWriter, acquire_lock
+
+    from .store import MANIFEST_NAME, IndexStore
+
+    if not (Path(index_dir) / MANIFEST_NAME).exists():
+        IndexStore.open(index_dir)  # raises IndexMissingError with the usual message
+    fd = acquire_lock(index_dir)
+    try:
+        return IndexWriter(Path(index_dir), IndexStore.open(index_dir).manifest, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def update_voices(index_dir: Path) -> tuple[list[VoiceSummary], float]:
+    """Cluster speech that fits no known voice into new voices, store them, and summarise every voice."""
+    from .speakers import load_speaker_model
+    from .store import IndexStore
+
+    model = load_speaker_model()
+    with _locked_writer(index_dir) as writer:
+        store = IndexStore(writer.directory, writer.manifest)
+        if not store.manifest.speaker_tables:
+            raise QueryError(f"index {index_dir} has no speaker embeddings (nothing indexed, or indexed without speakers)")
+        check_speaker_model(store.manifest, model, Path(index_dir))
+        data = load_speaker_data(store)
+        old = load_voices(store)
+        before = None if old is None else old.to_json()
+        voices = cluster_voices(model, data, old)
+        if voices.to_json() != before:
+            writer.set_voices(voices.to_json())
+    return summarize(model, data, voices)
+
+
+def name_voice(index_dir: Path, key: str, name: str) -> Voice:
+    """Give a voice a name (unique, case-insensitive; not another voice's id) and store it."""
+    from .store import IndexStore
+
+    name = " ".join(name.split())
+    with _locked_writer(index_dir) as writer:
+        voices = load_voices(IndexStore(writer.directory, writer.manifest))
+        if voices is None:
+            raise QueryError("this index has no voices yet: run `awesearch speakers` first")
+        voice = voices.find(key)
+        for other in voices.voices:
+            if other is not voice and name and name.lower() in (other.id.lower(), other.name.lower()):
+                raise QueryError(f"{name!r} is already {other.id}{' (' + other.name + ')' if other.name else ''}; choose another name")
+        voice.name = name
+        writer.set_voices(voices.to_json())
+    return voice

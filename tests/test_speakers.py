@@ -1,0 +1,265 @@
+"""Speaker embeddings, the voices of an index, and speaker-filtered queries, on two synthetic voices.
+
+Two espeak-ng voices that differ in accent, variant and pitch (a high female en-us and a low male RP voice)
+stand in for two people; the random word encoder keeps indexing fast (these tests are about the speaker side).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import noise, write_audio
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+VOICE_A = ("en-us", "f4", 80)  # accent, variant, pitch
+VOICE_B = ("en-gb-x-rp", "m7", 20)
+VOICE_C = ("en-029", "klatt", 50)
+TEXT_A = ["the prince of persia went to the market and bought seven apples", "yesterday i spoke with a doctor about the weather in london"]
+TEXT_B = ["she sells sea shells by the sea shore on a sunny morning", "the committee decided to postpone the vote until the next session"]
+CLIP_TEXT = ["my favourite colour is green and i like to walk in the park"]
+
+
+def say(sentences: list[str], voice: tuple[str, str, int], gap_s: float = 0.5) -> np.ndarray:
+    from awesearch.tts import synthesize
+
+    parts = [np.zeros(int(gap_s * 16000), np.float32)]
+    for text in sentences:
+        parts += [synthesize(text, voice=voice[0], variant=voice[1], pitch=voice[2]).audio.astype(np.float32), np.zeros(int(gap_s * 16000), np.float32)]
+    audio = np.concatenate(parts)
+    return audio + noise(len(audio) / 16000, amp=0.002)
+
+
+@pytest.fixture(scope="module")
+def voices_dir(tmp_path_factory):
+    """corpus/{alice,bob,mixed}.wav, example clips of each voice, and bad examples."""
+    root = tmp_path_factory.mktemp("voices")
+    write_audio(root / "corpus" / "alice.wav", say(TEXT_A, VOICE_A))
+    write_audio(root / "corpus" / "bob.wav", say(TEXT_B, VOICE_B))
+    write_audio(root / "corpus" / "mixed.wav", np.concatenate([say(TEXT_A[:1], VOICE_A), say(TEXT_B[:1], VOICE_B)]))
+    write_audio(root / "alice_clip.wav", say(CLIP_TEXT, VOICE_A))
+    write_audio(root / "bob_clip.wav", say(CLIP_TEXT, VOICE_B))
+    write_audio(root / "alice_more.wav", say(TEXT_B[1:], VOICE_A))
+    write_audio(root / "silence.wav", noise(3.0, amp=1e-4))
+    write_audio(root / "short.wav", say(["yes"], VOICE_A))
+    (root / "broken.wav").write_bytes(b"RIFF not really audio")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model():
+    from awesearch.speakers import load_speaker_model
+
+    return load_speaker_model()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, contains: str) -> None:
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and contains in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_speech_pieces_merge_drop_and_cut():
+    from awesearch.speakers import MAX_PIECE_S, MIN_PIECE_S, speech_pieces
+
+    regions = [(0.0, 0.5), (0.6, 1.4), (3.0, 3.5), (5.0, 12.0)]  # 0.1 s pause merges; 0.5 s alone is dropped
+    pieces = speech_pieces(regions)
+    assert pieces[0].tolist() == [0.0, 1.4]
+    assert all((e - s) >= MIN_PIECE_S - 1e-9 and (e - s) <= MAX_PIECE_S + 1e-9 for s, e in pieces)
+    long = pieces[1:]
+    assert len(long) == 3 and long[0, 0] == 5.0 and long[-1, 1] == 12.0 and np.allclose(long[1:, 0], long[:-1, 1])
+    clipped = speech_pieces(regions, lo=6.0, hi=8.0)
+    assert clipped.tolist() == [[6.0, 8.0]]
+
+
+def test_two_voices_are_told_apart(voices_dir, model):
+    from awesearch.audio import load_audio
+    from awesearch.speakers import ACCEPT_P
+    from awesearch.vad import speech_regions
+
+    emb = {}
+    for name in ("alice_clip", "bob_clip", "alice_more"):
+        audio = load_audio(voices_dir / f"{name}.wav")
+        _, e = model.embed_speech(audio, speech_regions(audio))
+        assert len(e) >= 1 and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)
+        emb[name] = e.mean(0) / np.linalg.norm(e.mean(0))
+    same = float(emb["alice_clip"] @ emb["alice_more"])
+    other = float(emb["alice_clip"] @ emb["bob_clip"])
+    assert same > other + 0.2
+    assert model.probability(same) >= ACCEPT_P > model.probability(other)
+
+
+def test_asset_is_checked(tmp_path):
+    import torch
+
+    from awesearch.errors import CheckpointError
+    from awesearch.speakers import load_speaker_model
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"magic": "something-else"}, bad)
+    with pytest.raises(CheckpointError, match="not an awesearch speaker model"):
+        load_speaker_model(str(bad))
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_speaker_model(str(tmp_path / "junk.pt"))
+
+
+@pytest.fixture(scope="module")
+def index(voices_dir):
+    from indexer import index_paths
+
+    idx = voices_dir / "idx"
+    report = index_paths([voices_dir / "corpus"], idx, model="random")
+    assert report.indexed == 3
+    return idx
+
+
+def test_pieces_are_stored_per_file(index):
+    from awesearch.speaker_index import load_speaker_data
+    from awesearch.store import IndexStore
+
+    store = IndexStore.open(index)
+    assert store.manifest.speaker_tables and store.manifest.speaker_model
+    assert {f"{t.name}.parquet" for t in store.manifest.speaker_tables} <= store.referenced_names()
+    data = load_speaker_data(store)
+    assert sorted(p.rsplit("/", 1)[1] for p in data.by_path) == ["alice.wav", "bob.wav", "mixed.wav"]
+    assert np.all(data.ends > data.starts) and np.all(data.ends - data.starts >= 1.0 - 1e-6)
+
+
+def test_speaker_table_magic_is_checked(index, tmp_path):
+    from awesearch.errors import IndexFormatError
+    from awesearch.speaker_index import SpeakerTableInfo, read_speaker_table
+    from awesearch.store import write_parquet
+
+    import pyarrow as pa
+
+    write_parquet(tmp_path / "spk-000001.parquet", {"file_id": [1]}, pa.schema([("file_id", pa.int64())]))
+    with pytest.raises(IndexFormatError, match="not a speaker table"):
+        read_speaker_table(tmp_path, SpeakerTableInfo("spk-000001", 1))
+
+
+def test_speakers_lists_names_and_filters(index, voices_dir):
+    listed = invoke("speakers", "--index", index, "--json")
+    assert listed.exit_code == 0, listed.output
+    voices = json.loads(listed.stdout)
+    assert len(voices) == 2
+    by_sample = {v["sample_path"].rsplit("/", 1)[1]: v for v in voices}
+    assert all(v["files"] == 2 and v["speech_s"] > 3 for v in voices)  # each voice: its own file + mixed.wav
+    table = invoke("speakers", "--index", index)
+    assert table.exit_code == 0 and "S1" in table.stdout and "S2" in table.stdout
+
+    # which id is alice: the voice whose sample is in alice.wav, or the one that is not bob's
+    alice = next((v["id"] for k, v in by_sample.items() if k == "alice.wav"), None) or next(
+        v["id"] for v in voices if v is not by_sample.get("bob.wav")
+    )
+    named = invoke("speakers", "name", alice, "Interviewer", "--index", index)
+    assert named.exit_code == 0 and "Interviewer" in named.stdout
+    again = json.loads(invoke("speakers", "--index", index, "--json").stdout)
+    assert {v["id"]: v["name"] for v in again}[alice] == "Interviewer"
+
+    res = invoke("query", "--text", "prince", "--speaker-id", "interviewer", "--index", index, "--json", "-k", "50")
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.stdout)
+    assert hits and all(h["speaker_score"] >= 0.5 for h in hits)
+    assert {h["path"].rsplit("/", 1)[1] for h in hits} <= {"alice.wav", "mixed.wav"}
+    assert any(h["path"].endswith("alice.wav") for h in hits)
+    mixed = [h for h in hits if h["path"].endswith("mixed.wav")]
+    alice_end_in_mixed = 0.5 + len(say(TEXT_A[:1], VOICE_A)) / 16000  # alice speaks first in mixed.wav
+    assert all(h["start"] < alice_end_in_mixed for h in mixed)
+
+    one_line_error(invoke("query", "--text", "prince", "--speaker-id", "S99", "--index", index), "no voice 'S99'")
+    one_line_error(invoke("speakers", "name", "S99", "x", "--index", index), "no voice 'S99'")
+
+
+def test_speaker_clip_filters_hits(index, voices_dir):
+    res = invoke("query", "--text", "session", "--speaker", voices_dir / "bob_clip.wav", "--index", index, "--json", "-k", "50")
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.stdout)
+    assert hits and {h["path"].rsplit("/", 1)[1] for h in hits} <= {"bob.wav", "mixed.wav"}
+    assert all(0.5 <= h["speaker_score"] <= 1 for h in hits)
+    # two examples of alice form one prototype; a span of a clip works too
+    res = invoke(
+        "query", "--text", "prince", "--index", index, "--json", "-k", "50",
+        "--speaker", voices_dir / "alice_clip.wav", "--speaker-start", 0.0, "--speaker-end", 3.0,
+        "--speaker", voices_dir / "alice_more.wav", "--speaker-start", 0.0, "--speaker-end", 4.0,
+    )
+    assert res.exit_code == 0, res.output
+    paths = {h["path"].rsplit("/", 1)[1] for h in json.loads(res.stdout)}
+    assert "alice.wav" in paths and "bob.wav" not in paths
+    table = invoke("query", "--text", "prince", "--speaker", voices_dir / "alice_clip.wav", "--index", index)
+    assert table.exit_code == 0 and "speaker" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "clip, message",
+    [
+        ("silence.wav", "has no speech"),
+        ("short.wav", "too short to know the voice"),
+        ("broken.wav", "cannot be read"),
+        ("missing.wav", "not found"),
+    ],
+)
+def test_bad_speaker_examples(index, voices_dir, clip, message):
+    one_line_error(invoke("query", "--text", "prince", "--speaker", voices_dir / clip, "--index", index), message)
+
+
+def test_bad_speaker_options(index, voices_dir):
+    clip = voices_dir / "alice_clip.wav"
+    one_line_error(invoke("query", "--text", "x", "--speaker", clip, "--speaker-start", 1.0, "--index", index), "--speaker-end")
+    one_line_error(invoke("query", "--text", "x", "--speaker", clip, "--speaker-id", "S1", "--index", index), "not both")
+    one_line_error(invoke("query", "--text", "x", "--speaker", clip, "--speaker-start", 2, "--speaker-end", 1, "--index", index), "start < end")
+
+
+def test_voices_survive_reindexing(tmp_path, voices_dir):
+    """Named voices keep their ids and names; new speech of a known voice joins it, a new voice gets a new id."""
+    import shutil
+
+    from indexer import index_paths
+
+    corpus, idx = tmp_path / "corpus", tmp_path / "idx"
+    shutil.copytree(voices_dir / "corpus", corpus)
+    (corpus / "mixed.wav").unlink()
+    index_paths([corpus], idx, model="random")
+    first = {v["sample_path"].rsplit("/", 1)[1]: v for v in json.loads(invoke("speakers", "--index", idx, "--json").stdout)}
+    assert set(first) == {"alice.wav", "bob.wav"}
+    alice = first["alice.wav"]["id"]
+    assert invoke("speakers", "name", alice, "Alice", "--index", idx).exit_code == 0
+
+    shutil.copy(voices_dir / "alice_more.wav", corpus / "alice_more.wav")
+    write_audio(corpus / "carol.wav", say(TEXT_A + CLIP_TEXT, VOICE_C))
+    index_paths([corpus], idx, model="random")
+    after = {v["id"]: v for v in json.loads(invoke("speakers", "--index", idx, "--json").stdout)}
+    assert after[alice]["name"] == "Alice" and after[alice]["files"] == 2
+    assert first["bob.wav"]["id"] in after and len(after) == 3
+
+    (corpus / "alice.wav").unlink()
+    (corpus / "alice_more.wav").unlink()
+    index_paths([corpus], idx, model="random")
+    gone = {v["id"] for v in json.loads(invoke("speakers", "--index", idx, "--json").stdout)}
+    assert alice not in gone and first["bob.wav"]["id"] in gone
+
+    from awesearch.speaker_index import load_speaker_data
+    from awesearch.store import IndexStore
+
+    store = IndexStore.open(idx)  # half the speech died: compaction rewrote the speaker tables without it
+    assert sum(t.pieces for t in store.manifest.speaker_tables) == len(load_speaker_data(store).starts)
+    assert sorted(p.name for p in idx.glob("spk-*.parquet")) == sorted(f"{t.name}.parquet" for t in store.manifest.speaker_tables)
+
+
+def test_help_texts():
+    for args in (["speakers", "--help"], ["speakers", "name", "--help"]):
+        result = invoke(*args)
+        assert result.exit_code == 0 and "--index" in result.stdout
+    assert "Interviewer" in invoke("speakers", "--help").stdout
+    q = invoke("query", "--help").stdout
+    for option in ("--speaker", "--speaker-start", "--speaker-end", "--speaker-id"):
+        assert option in q
