@@ -18,7 +18,7 @@ from cli import app
 runner = CliRunner()
 VOICE_A = ("en-us", "f4", 80)  # accent, variant, pitch
 VOICE_B = ("en-gb-x-rp", "m7", 20)
-VOICE_C = ("en-029", "klatt", 50)
+VOICE_C = ("en-us", "whisper", 50)  # the espeak voice least like A and B to the speaker model
 TEXT_A = ["the prince of persia went to the market and bought seven apples", "yesterday i spoke with a doctor about the weather in london"]
 TEXT_B = ["she sells sea shells by the sea shore on a sunny morning", "the committee decided to postpone the vote until the next session"]
 CLIP_TEXT = ["my favourite colour is green and i like to walk in the park"]
