@@ -181,6 +181,8 @@ def test_speakers_lists_names_and_filters(index, voices_dir):
 
 
 def test_speaker_clip_filters_hits(index, voices_dir):
+    plain = json.loads(invoke("query", "--text", "session", "--index", index, "--json", "-k", "50").stdout)
+    assert "alice.wav" in {h["path"].rsplit("/", 1)[1] for h in plain}  # so the filter has something to remove
     res = invoke("query", "--text", "session", "--speaker", voices_dir / "bob_clip.wav", "--index", index, "--json", "-k", "50")
     assert res.exit_code == 0, res.output
     hits = json.loads(res.stdout)
@@ -197,6 +199,14 @@ def test_speaker_clip_filters_hits(index, voices_dir):
     assert "alice.wav" in paths and "bob.wav" not in paths
     table = invoke("query", "--text", "prince", "--speaker", voices_dir / "alice_clip.wav", "--index", index)
     assert table.exit_code == 0 and "speaker" in table.stdout
+    # query by example, filtered by voice
+    res = invoke(
+        "query", "--audio", voices_dir / "corpus" / "bob.wav", "--start", 1.0, "--end", 1.6,
+        "--speaker", voices_dir / "bob_clip.wav", "--index", index, "--json", "-k", "50",
+    )
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.stdout)
+    assert hits and {h["path"].rsplit("/", 1)[1] for h in hits} <= {"bob.wav", "mixed.wav"}
 
 
 @pytest.mark.parametrize(
