@@ -111,8 +111,9 @@ class SpeakerData:
 
     def __post_init__(self) -> None:
         order = np.lexsort((self.starts, self.file_idx))
-        for fi in np.unique(self.file_idx):
-            self.by_path[self.paths[int(fi)]] = order[self.file_idx[order] == fi]
+        files, first = np.unique(self.file_idx[order], return_index=True)
+        for fi, rows in zip(files, np.split(order, first[1:])):
+            self.by_path[self.paths[int(fi)]] = rows
 
     def piece_for(self, path: str, start: float, end: float) -> int:
         """Row of the piece that overlaps start..end most, else the nearest one within MAX_GAP_S; -1 if none."""
@@ -135,7 +136,8 @@ def load_speaker_data(store) -> SpeakerData:
     def load() -> SpeakerData:
         files = store.load_files()
         live = store.live_file_ids(files)
-        paths_by_id = {f.file_id: f.path for f in files if f.file_id in set(live.tolist())}
+        live_set = set(live.tolist())
+        paths_by_id = {f.file_id: f.path for f in files if f.file_id in live_set}
         parts = []
         for info in store.manifest.speaker_tables:
             f, s, e, emb = read_speaker_table(store.directory, info)
