@@ -88,8 +88,10 @@ def load_calibration(path: str | None = None) -> Calibration:
     return Calibration.load(Path(path) if path else DEFAULT_PATH)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 500) -> LogisticCalibrator:
-    """Class-balanced logistic regression with the MONOTONE weights kept >= 0 (projected gradient steps)."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-4) -> LogisticCalibrator:
+    """Maximum-likelihood logistic regression (no class re-weighting: the fitted probabilities are the
+    frequencies of right candidates among the candidates the engine really scores). MONOTONE weights are
+    softplus-parameterised, so they stay >= 0 and L-BFGS can be used."""
     import torch
 
     x = np.asarray(x, np.float64)
@@ -99,19 +101,21 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.tensor((x - mean) / std)
     yt = torch.tensor(y)
-    pos = float(y.mean())
-    sample_w = torch.where(yt > 0, 0.5 / pos, 0.5 / (1 - pos))  # balanced: the prior is put back in the bias below
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     mono = torch.tensor(MONOTONE[: x.shape[1]])
-    opt = torch.optim.Adam([w, b], lr=0.05)
-    for _ in range(steps):
+    u = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+
+    def weights() -> torch.Tensor:
+        return torch.where(mono, torch.nn.functional.softplus(u), u)
+
+    opt = torch.optim.LBFGS([u, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
         opt.zero_grad()
-        logit = xt @ w + b
-        loss = (sample_w * torch.nn.functional.binary_cross_entropy_with_logits(logit, yt, reduction="none")).mean() + l2 * (w**2).sum()
+        w = weights()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w**2).sum()
         loss.backward()
-        opt.step()
-        with torch.no_grad():
-            w[mono] = w[mono].clamp(min=0.0)
-    prior = float(np.log(pos / (1 - pos)))  # balanced training -> the true class prior of the fitting archive
-    return LogisticCalibrator(weights=w.detach().tolist(), bias=float(b.detach()) + prior, mean=mean.tolist(), std=std.tolist())
+        return loss
+
+    opt.step(closure)
+    return LogisticCalibrator(weights=weights().detach().tolist(), bias=float(b.detach()), mean=mean.tolist(), std=std.tolist())

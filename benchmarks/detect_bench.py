@@ -102,7 +102,7 @@ def whisper_dets(archive: Archive, queries: list[Query], work: Path) -> tuple[di
     else:
         transcripts, t0 = {}, time.perf_counter()
         for fid, path in archive.files.items():
-            transcripts[fid] = [list(w) for w in whisper_transcribe(path)]
+            transcripts[fid] = [[w.word, w.start, w.end, w.prob] for w in whisper_transcribe(path)]
         spent = time.perf_counter() - t0
         cache.write_text(json.dumps({**transcripts, "_seconds": spent}))
     from peers import WordHit
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="cap every query kind (quick runs)")
     p.add_argument("--limit-files", type=int, default=None)
     p.add_argument("--latency-hours", type=float, default=10.0)
+    p.add_argument("--reuse-index", action="store_true", help="keep the indexes (and cost figures) of the last run in --work")
     p.add_argument("--out-md", type=Path)
     p.add_argument("--out-json", type=Path)
     a = p.parse_args(argv)
@@ -210,8 +211,14 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"archive_minutes": archive.seconds / 60, "n_words": len(words), "n_phrases": len(phrases),
                     "n_absent": len(absent), "n_audio": len(audio)}
 
-    idx_plain, cost_plain = index(archive, work, phonetic=False)
-    idx_phon, cost_phon = index(archive, work, phonetic=True)
+    saved = work / "index-cost.json"
+    if a.reuse_index and saved.is_file():  # re-score queries against the indexes of an earlier run (its cost figures)
+        cost_plain, cost_phon = json.loads(saved.read_text())
+        idx_plain, idx_phon = work / "index-nophon", work / "index-phon"
+    else:
+        idx_plain, cost_plain = index(archive, work, phonetic=False)
+        idx_phon, cost_phon = index(archive, work, phonetic=True)
+        saved.write_text(json.dumps([cost_plain, cost_phon]))
     report["cost"] = {"without_phonetic": cost_plain, "with_phonetic": cost_phon,
                       "slowdown": cost_plain["x_realtime"] / cost_phon["x_realtime"]}
     print(json.dumps(report["cost"]), flush=True)

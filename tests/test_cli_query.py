@@ -67,6 +67,8 @@ def test_help_text():
         (["--audio", "/nonexistent/x.wav", "--start", "1"], "go together"),
         (["--audio", "/nonexistent/x.wav", "--start", "1", "--end", "9"], "one to four words"),
         (["--audio", "/nonexistent/x.wav", "--start", "-1", "--end", "1"], ">= 0"),
+        (["--audio", "/nonexistent/x.wav", "--audio", "/nonexistent/y.wav", "--start", "1", "--end", "2"], "one pair per example"),
+        (["--audio", "/nonexistent/x.wav", "--audio", "/nonexistent/y.wav"], "not found"),
         ([], "give --text"),
         (["--text", "prince", "--queries", "q.txt"], "cannot be combined"),
         (["--queries", "/nonexistent/q.txt"], "cannot read queries file"),

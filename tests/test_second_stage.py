@@ -136,3 +136,19 @@ def test_an_index_of_the_previous_format_is_refused_with_the_reindex_message(arc
     (copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IndexFormatError, match="re-index"):
         SearchEngine.open(copy)
+
+
+def test_several_examples_form_one_prototype(archive, tmp_path):
+    from awesearch.search import AudioSpan
+
+    engine, _ = archive
+    spans = []
+    for i, rate in enumerate((150, 200)):
+        audio, clip_words = speech(["a prince"], rate=rate)
+        clip = write_audio(tmp_path / f"clip{i}.wav", audio)
+        w = next(x for x in clip_words if x.word == "prince")
+        spans.append(AudioSpan(clip, w.start, w.end))
+    both = engine.search(audio=spans, threshold=0.0, k=10)
+    assert both[0].path.endswith(("a.wav", "d.wav"))
+    one = engine.search(audio=spans[:1], threshold=0.0, k=10)
+    assert [h.path for h in both] != [] and both != one  # the second example changes the evidence
