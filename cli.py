@@ -54,7 +54,10 @@ def index(
     paths: List[Path] = typer.Argument(..., help="Audio files or directories (searched recursively)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Encoder name or checkpoint path (default: the shipped model)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for the encoder (default: 1; decoding and VAD run beside it on a second core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the encoder: torch (default 1) and the Whisper front end (default 2); decoding and VAD run beside it."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own encoder (this process writes the index)."),
+    device: str = typer.Option("auto", "--device", help="Where the Whisper front end runs: cpu, cuda, or auto (cuda when a GPU is usable)."),
+    pack: bool = typer.Option(True, "--pack/--no-pack", help="Pack the speech of short files into shared Whisper blocks (fast; --no-pack encodes each alone)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://host:8786): its workers embed the files, this process commits (see README)."),
     verify: bool = typer.Option(False, "--verify", help="Checksum every byte of the index first (done anyway up to 4 GB of index); damaged data is dropped and its recordings re-embedded."),
@@ -97,7 +100,7 @@ def index(
         with bar:
             report = index_paths(
                 [str(p) for p in paths], index_dir, model=model, progress=on_progress, threads=threads, verify=verify or None,
-                cluster=cluster,
+                cluster=cluster, jobs=jobs, device=device, pack=pack,
             )
     except AwesearchError as e:
         raise fail(str(e))
@@ -444,7 +447,22 @@ def speakers_name(
 
 
 def main() -> None:
-    app()
+    """The `awesearch` entry point. After a command that loaded torch, the process ends with os._exit once
+    stdout and stderr are flushed: torch's interpreter teardown took 1.3 s, more than indexing a 10 s file
+    (every index file is written, synced and closed by then; the lock is released)."""
+    import os
+    import sys
+
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

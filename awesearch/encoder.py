@@ -27,6 +27,7 @@ DEFAULT_MODEL = "awe-whisper-v1"  # chosen by measurement on real speech: README
 CHECKSUMS = ASSETS / "SHA256SUMS"  # "<sha256>  <file>" lines for every shipped checkpoint
 RANDOM_MODEL = "random"  # a small randomly initialised model: plumbing tests only, it finds nothing meaningful
 CONTEXT_S = 0.3  # seconds of audio each side of a window that the frame encoder looks at (receptive field ~0.25 s)
+FRONTEND_THREADS = 2  # CTranslate2 threads of the Whisper front end by default
 MIN_WINDOW_S = 0.1  # shorter spans cannot be embedded meaningfully
 
 
@@ -87,17 +88,16 @@ class Encoder:
         self.dim = model.dims.embed_dim
         self.context_s = CONTEXT_S
         self.frame_rate = input_frame_rate(model.dims, feature_config) / model.dims.frame_stride
-        self._whisper = None  # the Whisper front end, loaded on first use
+        self._whisper = None  # the Whisper front end, loaded on first use (or by preload_frontend)
+        self._loading = None  # the thread of preload_frontend while it runs
+        self.frontend_threads = FRONTEND_THREADS  # CTranslate2 threads of the Whisper front end (set before first use)
+        self.device = "cpu"  # "cpu" or "cuda": where the Whisper front end runs (set before first use)
 
     @torch.inference_mode()
     def input_features(self, audio: np.ndarray) -> torch.Tensor:
         """Front-end features [1, T_in, n_input] of a chunk of 16 kHz audio."""
         if self.model.dims.frontend == "whisper":
-            from .whisper_frontend import WhisperFrontend
-
-            if self._whisper is None:
-                self._whisper = WhisperFrontend()
-            return torch.from_numpy(self._whisper.encode(np.asarray(audio, dtype=np.float32)))[None]
+            return torch.from_numpy(self._frontend().encode(np.asarray(audio, dtype=np.float32)))[None]
         return log_mel(torch.as_tensor(audio, dtype=torch.float32), self.feature_config)[None]
 
     @torch.inference_mode()
@@ -110,6 +110,46 @@ class Encoder:
         inputs = self.input_features(audio)
         frames = self.model.audio.frames(inputs)
         return ChunkFrames(frames=frames, frame_rate=self.frame_rate, duration=len(audio) / self.feature_config.sample_rate), inputs
+
+    @torch.inference_mode()
+    def encode_many_frames_and_inputs(self, audios: list[np.ndarray]) -> list[tuple[ChunkFrames, torch.Tensor]]:
+        """encode_frames_and_inputs of several spans at once; the Whisper front end packs spans of up to 30 s
+        into shared blocks (awesearch/whisper_frontend.py), which changes their attention context a little."""
+        if self.model.dims.frontend == "whisper":
+            feats = [torch.from_numpy(f)[None] for f in self._frontend().encode_many([np.asarray(a, dtype=np.float32) for a in audios])]
+        else:
+            feats = [log_mel(torch.as_tensor(a, dtype=torch.float32), self.feature_config)[None] for a in audios]
+        sr = self.feature_config.sample_rate
+        return [(ChunkFrames(self.model.audio.frames(f), self.frame_rate, len(a) / sr), f) for f, a in zip(feats, audios)]
+
+    def _frontend(self):
+        from .whisper_frontend import WhisperFrontend
+
+        if self._loading is not None:
+            self._loading.join()
+            self._loading = None
+        if self._whisper is None:  # not preloaded, or preloading failed: load here (and raise its error)
+            self._whisper = WhisperFrontend(threads=self.frontend_threads, device=self.device)
+        return self._whisper
+
+    def preload_frontend(self) -> None:
+        """Start loading the Whisper front end on a background thread (start-up overlaps other loading);
+        its first use waits for it. No-op for the log-mel front end or when already loaded."""
+        import threading
+
+        if self.model.dims.frontend != "whisper" or self._whisper is not None or self._loading is not None:
+            return
+
+        def load() -> None:
+            from .whisper_frontend import WhisperFrontend
+
+            try:
+                self._whisper = WhisperFrontend(threads=self.frontend_threads, device=self.device)
+            except Exception:  # noqa: BLE001 - _frontend() loads again in the caller's thread and raises there
+                pass
+
+        self._loading = threading.Thread(target=load, name="awesearch-load-whisper", daemon=True)
+        self._loading.start()
 
     @property
     def has_phonetic_frontend(self) -> bool:

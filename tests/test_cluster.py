@@ -20,7 +20,7 @@ def _encoders_loaded() -> int:
 
 @pytest.mark.slow
 def test_two_worker_cluster_equals_local_run(tmp_path):
-    """Shipped encoder and phoneme head: windows, files table and phonetic frames all equal a local run's."""
+    """Shipped encoder and phoneme head: windows, files table and phonetic frames all equal a local --no-pack run's."""
     distributed = pytest.importorskip("distributed")
     audio = tmp_path / "audio"
     write_audio(audio / "a.wav", speech(["the prince spoke to us"])[0])
@@ -28,7 +28,7 @@ def test_two_worker_cluster_equals_local_run(tmp_path):
     write_audio(audio / "silence.wav", np.zeros(16000, np.float32))
     (audio / "notes.mp3").write_text("not audio\n" * 30)  # skipped
     local = tmp_path / "local"
-    index_paths([audio], local)
+    index_paths([audio], local, pack=False)  # cluster workers embed each file alone: no packing across files
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         report = index_paths([audio], tmp_path / "remote", cluster=cluster.scheduler_address, commit_interval_s=0.0)
         with distributed.Client(cluster) as client:  # both workers loaded the models: both embedded files

@@ -16,7 +16,7 @@ from awesearch.errors import AwesearchError, IndexFormatError
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, IndexStore
 from helpers import noise, tone, truncate, write_audio
 from indexer import index_paths
-from indexer import pipeline
+from indexer import embed, pipeline
 from awesearch.windows import MIN_WINDOW_S
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_chunked_matches_unchunked(tmp_path, speech_clips, monkeypatch):
     root = tmp_path / "long"
     write_audio(root / "long.wav", audio)
     run(root, tmp_path / "whole")
-    monkeypatch.setattr(pipeline, "CHUNK_S", 8.0)
+    monkeypatch.setattr(embed, "CHUNK_S", 8.0)
     run(root, tmp_path / "chunked")
     whole, chunked = rows_and_vectors(tmp_path / "whole"), rows_and_vectors(tmp_path / "chunked")  # no duplicates
     a = np.array([k[1:] for k in whole])

@@ -1,0 +1,337 @@
+"""Files in, embedding events out: decode + VAD + windows on one thread, the encoder on packed spans on another.
+
+The stream (`embed_stream`) turns a sequence of files into events the single writer applies in order:
+`Windows` (vectors of one file, any number of times), `ChunkDone` (progress), `FileDone` (with the file's
+phonetic codes) or `FileFailed`. It runs in the indexing process (`--jobs 1`) or in each worker process.
+
+Only speech is encoded: each chunk's windows are grouped into speech islands (a gap of more than
+SKIP_GAP_S between them splits a group), and each island is encoded with SPAN_MARGIN_S of audio context on
+both sides. Islands of at most 30 s, from any files, are packed into shared 30 s Whisper blocks by the
+front end (`WhisperFrontend.encode_many`), so a 5 s clip no longer pays a whole block; longer islands are
+cut into overlapping blocks as before. Spans queue until PACK_FLUSH_S of audio is waiting (or the input
+ends), then all are encoded in one call; a file's events are emitted only after its spans are encoded.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from awesearch.audio import SAMPLE_RATE, AudioChunk, iter_chunks
+from awesearch.errors import AudioDecodeError, AwesearchError
+from awesearch.vad import speech_regions_many
+from awesearch.windows import MAX_WINDOW_S, candidate_windows
+
+CHUNK_S = 104.0  # seconds of audio per chunk core: with the pads and margins a chunk of continuous speech is one
+# 108 s span = exactly 4 overlapping 30 s Whisper blocks (30 + 3 x 26 s; a 60 s core took 3 blocks for 60 s)
+CHUNK_PAD_S = 4.0  # seconds each side; must exceed MAX_WINDOW_S + SPAN_MARGIN_S (checked at run time)
+# Chunk starts are multiples of 4 s = 125 VAD frames of 32 ms = a whole number of encoder frames (10, 20 or
+# 40 ms), so every chunk sees the same frame grids as a whole-file pass (and as a query cut from the file).
+ENCODE_QUANTUM_S = 2.0  # seconds: encoded spans are whole multiples of this (bounded set of tensor shapes:
+# oneDNN caches kernels per shape, and arbitrary lengths grew memory by ~80 MB per hour of audio)
+SPAN_MARGIN_S = 1.0  # seconds of audio context encoded before the first and after the last window of an island
+SKIP_GAP_S = 4.0  # seconds: a longer stretch without windows (silence, music) is not encoded
+PACK_FLUSH_S = 120.0  # seconds of queued span audio that triggers encoding (4 Whisper blocks when packed)
+# What packing costs in vector agreement with the Whisper front end (Whisper attends over the whole block,
+# so packed clips hear each other): window vectors of three espeak-ng sentences packed together vs each
+# encoded alone measured mean cosine 0.953, 5th percentile 0.833 (tests assert the bounds below); search
+# quality on real speech is measured by benchmarks/pack_quality.py.
+PACK_MEAN_COSINE = 0.93
+PACK_P5_COSINE = 0.78
+VAD_BATCH_S = 60.0  # seconds of decoded audio whose VAD runs as one batch (many short files cost about one)
+QUEUE_CHUNKS = 2  # analysed chunks the decode/VAD thread may run ahead of the encoder
+
+
+@dataclass
+class Windows:
+    key: int  # the file's position in the input sequence
+    vectors: np.ndarray  # [n, D] float32, L2-normalised
+    starts: np.ndarray  # [n] seconds, file time
+    ends: np.ndarray  # [n] seconds, file time
+
+
+@dataclass
+class ChunkDone:
+    key: int
+    audio_s: float  # seconds of audio in the chunk core
+    windows: int
+
+
+@dataclass
+class Speakers:
+    key: int
+    starts: np.ndarray  # [m] seconds, file time: speaker pieces of the chunk core's speech
+    ends: np.ndarray  # [m] seconds
+    voices: np.ndarray  # [m, HIDDEN] their speaker embeddings (awesearch/speakers.py)
+
+
+@dataclass
+class FileDone:
+    key: int
+    audio_s: float  # seconds of audio
+    speech_s: float  # seconds inside speech regions
+    windows: int
+    codes: np.ndarray | None  # phonetic codes [T, N_CLASSES] uint8, or None without a phoneme head
+
+
+@dataclass
+class FileFailed:
+    key: int
+    error: AudioDecodeError
+
+
+@dataclass
+class Span:
+    """A stretch of one chunk to encode, with the windows it serves."""
+
+    key: int
+    start: float  # seconds, file time of samples[0]
+    samples: np.ndarray  # float32 at SAMPLE_RATE
+    windows: np.ndarray  # [n, 2] seconds relative to `start`
+    core: tuple[float, float]  # seconds, file time: phonetic frames of this span are kept inside it
+
+
+@dataclass
+class _FileState:
+    track: object | None
+    audio_s: float = 0.0
+    speech_s: float = 0.0
+    windows: int = 0
+    audio_end: float = 0.0
+
+
+class PhoneticTrack:
+    """The phoneme head's codes of one file, gathered span by span (chunk cores only) at FRAME_RATE."""
+
+    def __init__(self, phone):
+        self.phone = phone
+        self.pieces: list[tuple[int, np.ndarray]] = []  # (first file frame, codes)
+
+    def add(self, inputs, span_start_s: float, core_start_s: float, core_end_s: float) -> None:
+        """inputs: front-end features [1, T, 384] of audio starting at file time span_start_s."""
+        import torch
+
+        from awesearch.phonetic import FRAME_RATE, quantize
+
+        with torch.inference_mode():
+            codes = quantize(self.phone.head(inputs)[0].numpy())
+        f0 = int(round(span_start_s * FRAME_RATE))
+        lo = max(0, int(round(core_start_s * FRAME_RATE)) - f0)
+        hi = min(len(codes), int(round(core_end_s * FRAME_RATE)) - f0)
+        if hi > lo:
+            self.pieces.append((f0 + lo, codes[lo:hi]))
+
+    def codes(self, duration_s: float) -> np.ndarray:
+        from awesearch.phonetic import FRAME_RATE, blank_codes
+
+        out = blank_codes(int(math.ceil(duration_s * FRAME_RATE)))
+        for f, c in self.pieces:
+            n = max(0, min(len(c), len(out) - f))
+            out[f : f + n] = c[:n]
+        return out
+
+
+def chunk_windows(chunk: AudioChunk, frame_s: float, regions: list[tuple[float, float]]) -> tuple[np.ndarray, float]:
+    """The chunk's windows ([n, 2] seconds from chunk.start, on the encoder's frame grid in file time,
+    starting in the core) and the seconds of speech in its core, given its VAD regions."""
+    samples = chunk.samples
+    core_lo, core_hi = chunk.core_start - chunk.start, chunk.core_end - chunk.start
+    speech_s = sum(max(0.0, min(e, core_hi) - max(s, core_lo)) for s, e in regions)
+    w = candidate_windows(samples, regions)
+    # snap to the encoder's frame grid (file time): pooling is frame-exact, so the stored times are what
+    # was embedded, and a window embeds the same whichever chunk or query span it is computed from
+    w = np.unique(np.round((w + chunk.start) / frame_s) * frame_s - chunk.start, axis=0).reshape(-1, 2)
+    w = w[(w[:, 0] >= core_lo - 1e-9) & (w[:, 0] < core_hi - 1e-9) & (w[:, 1] > w[:, 0])]
+    return w, speech_s
+
+
+def island_spans(key: int, chunk: AudioChunk, w: np.ndarray, margin_s: float, skip_gap_s: float | None = None) -> list[Span]:
+    """Cut the chunk's windows (sorted by start) into islands separated by more than skip_gap_s without any
+    window, and return one span per island: whole seconds from the chunk start (on every encoder frame
+    grid), margin_s of context either side, ENCODE_QUANTUM_S long, clipped to the chunk."""
+    if not len(w):
+        return []
+    skip_gap_s = SKIP_GAP_S if skip_gap_s is None else skip_gap_s
+    order = np.argsort(w[:, 0], kind="stable")
+    w = w[order]
+    reach = np.maximum.accumulate(w[:, 1])
+    cuts = np.nonzero(w[1:, 0] > reach[:-1] + skip_gap_s)[0] + 1
+    length = len(chunk.samples) / SAMPLE_RATE
+    spans = []
+    for part in np.split(w, cuts):
+        lo = max(0.0, math.floor(part[:, 0].min() - margin_s))
+        hi = min(length, lo + ENCODE_QUANTUM_S * math.ceil((part[:, 1].max() + margin_s - lo) / ENCODE_QUANTUM_S))
+        a, b = int(round(lo * SAMPLE_RATE)), int(round(hi * SAMPLE_RATE))
+        spans.append(Span(key, chunk.start + lo, chunk.samples[a:b].copy(), part - lo, (chunk.core_start, chunk.core_end)))
+    return spans
+
+
+class _Packer:
+    """Queues spans and the events that must follow them; encodes everything queued in one call."""
+
+    def __init__(self, encoder, phone, pack: bool):
+        self.encoder = encoder
+        self.phone = phone
+        self.pack = pack
+        self.items: list = []  # Span, Speakers, ChunkDone, ("done", key) in arrival order
+        self.queued_s = 0.0
+        self.files: dict[int, _FileState] = {}
+
+    def flush(self) -> Iterator:
+        spans = [s for s in self.items if isinstance(s, Span)]
+        if self.pack:
+            encoded = iter(self.encoder.encode_many_frames_and_inputs([s.samples for s in spans]) if spans else ())
+        else:  # each span in its own blocks, as the sequential path did
+            encoded = (self.encoder.encode_many_frames_and_inputs([s.samples])[0] for s in spans)
+        items, self.items, self.queued_s = self.items, [], 0.0
+        for item in items:
+            if isinstance(item, Span):
+                frames, inputs = next(encoded)
+                state = self.files[item.key]
+                if state.track is not None:
+                    state.track.add(inputs, item.start, *item.core)
+                vectors = self.encoder.pool_windows(frames, item.windows)
+                t = np.round(item.windows + item.start, 6)
+                yield Windows(item.key, vectors, t[:, 0], t[:, 1])
+            elif not isinstance(item, tuple):  # ChunkDone, Speakers
+                yield item
+            else:
+                state = self.files.pop(item[1])
+                codes = state.track.codes(state.audio_end) if state.track is not None and state.windows else None
+                yield FileDone(item[1], state.audio_s, state.speech_s, state.windows, codes)
+
+
+def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: float, out: queue.Queue, stop: threading.Event, speaker_model=None) -> None:
+    """Producer thread: per file, ("start", key), then per chunk (spans, ChunkDone, speech_s, core_end, Speakers
+    or None: with a speaker model, the speaker embeddings of the core's speech pieces), then
+    ("done", key) or ("failed", key, error); finally None. Exceptions other than decode errors are passed on.
+    Chunks are gathered until VAD_BATCH_S of audio waits and their VAD runs as one batch (short files)."""
+
+    def put(x) -> None:
+        while not stop.is_set():
+            try:
+                out.put(x, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    pending: list = []  # messages in order; ("chunk", key, chunk) until its VAD has run
+
+    def flush() -> None:
+        chunks = [m for m in pending if m[0] == "chunk"]
+        regions = iter(speech_regions_many([m[2].samples for m in chunks]) if chunks else ())
+        for m in pending:
+            if m[0] != "chunk":
+                put(m)
+                continue
+            key, chunk = m[1], m[2]
+            r = next(regions)
+            w, speech_s = chunk_windows(chunk, frame_s, r)
+            voices = None
+            if speaker_model is not None:
+                pieces, emb = speaker_model.embed_speech(chunk.samples, r, chunk.core_start - chunk.start, chunk.core_end - chunk.start)
+                if len(pieces):
+                    p = np.round(pieces + chunk.start, 6)
+                    voices = Speakers(key, p[:, 0], p[:, 1], emb)
+            core = ChunkDone(key, chunk.core_end - chunk.core_start, len(w))
+            put((island_spans(key, chunk, w, margin_s), core, speech_s, chunk.core_end, voices))
+        pending.clear()
+
+    try:
+        waiting_s = 0.0
+        for key, path in files:
+            pending.append(("start", key))
+            try:
+                for chunk in iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S):
+                    if stop.is_set():
+                        return
+                    pending.append(("chunk", key, chunk))
+                    waiting_s += len(chunk.samples) / SAMPLE_RATE
+                    if waiting_s >= VAD_BATCH_S:
+                        flush()
+                        waiting_s = 0.0
+            except AudioDecodeError as e:
+                pending.append(("failed", key, e))
+            else:
+                pending.append(("done", key))
+        flush()
+        put(None)
+    except BaseException as e:  # noqa: BLE001 - handed to the consuming thread, which re-raises it
+        put(("error", e))
+
+
+def embed_stream(
+    files: Iterable[tuple[int, str]], encoder, phone=None, flush_s: float | None = None, pack: bool = True, speaker_model=None
+) -> Iterator:
+    """Events for (key, path) pairs, in an order the writer can apply directly (see the module docstring).
+
+    A decode error of one file yields FileFailed after any Windows of that file already emitted; the writer
+    drops those (IndexWriter.drop_pending). flush_s: seconds of queued audio that trigger encoding (default
+    PACK_FLUSH_S). pack=False encodes every span in blocks of its own (no attention across files). With a
+    speaker model, Speakers events carry the speaker embeddings of each chunk's speech."""
+    flush_s = PACK_FLUSH_S if flush_s is None else flush_s
+    margin = max(SPAN_MARGIN_S, float(encoder.context_s))
+    if CHUNK_PAD_S <= MAX_WINDOW_S + margin:
+        raise AwesearchError(f"chunk pad {CHUNK_PAD_S} s is too small for {MAX_WINDOW_S} s windows and {margin} s of context")
+    frame_s = 1.0 / encoder.frame_rate
+    packer = _Packer(encoder, phone, pack)
+    q: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+    stop = threading.Event()
+    worker = threading.Thread(target=_analyse_files, args=(files, frame_s, margin, q, stop, speaker_model), name="awesearch-analyse", daemon=True)
+    worker.start()
+    try:
+        while (msg := q.get()) is not None:
+            if msg[0] == "error":
+                raise msg[1]
+            if msg[0] == "start":
+                packer.files[msg[1]] = _FileState(PhoneticTrack(phone) if phone is not None else None)
+            elif msg[0] == "done":
+                packer.items.append(msg)
+            elif msg[0] == "failed":
+                key = msg[1]
+                packer.items = [i for i in packer.items if getattr(i, "key", None) != key]
+                packer.files.pop(key, None)
+                yield FileFailed(key, msg[2])
+            else:
+                spans, progress, speech_s, core_end, voices = msg
+                state = packer.files[progress.key]
+                state.audio_s += progress.audio_s
+                state.speech_s += speech_s
+                state.windows += progress.windows
+                state.audio_end = max(state.audio_end, core_end)
+                packer.items.extend(spans)
+                if voices is not None:
+                    packer.items.append(voices)
+                packer.items.append(progress)
+                packer.queued_s += sum(len(s.samples) for s in spans) / SAMPLE_RATE
+            if packer.queued_s >= flush_s:
+                yield from packer.flush()
+        yield from packer.flush()
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+def embed_file(path: str, encoder, writer, file_id: int, on_chunk, phone=None, speaker_model=None) -> tuple[float, float, int, int]:
+    """One file through embed_stream into a writer (or anything with add_windows / add_phonetic): returns
+    (audio seconds, speech seconds, windows, phonetic frames); AudioDecodeError when it cannot be decoded.
+    on_chunk(audio seconds, windows) after every chunk. Cluster workers (indexer/cluster.py) use it; every
+    span is encoded alone (pack=False), so a cluster run equals a local `--no-pack` run."""
+    for ev in embed_stream([(0, path)], encoder, phone, pack=False, speaker_model=speaker_model):
+        if isinstance(ev, Windows):
+            writer.add_windows(file_id, ev.vectors, ev.starts, ev.ends)
+        elif isinstance(ev, Speakers):
+            writer.add_speakers(file_id, ev.starts, ev.ends, ev.voices, speaker_model.checksum)
+        elif isinstance(ev, ChunkDone):
+            on_chunk(ev.audio_s, ev.windows)
+        elif isinstance(ev, FileFailed):
+            raise ev.error
+        else:
+            n_phonetic = writer.add_phonetic(file_id, ev.codes) if ev.codes is not None else 0
+            return ev.audio_s, ev.speech_s, ev.windows, n_phonetic
+    raise AwesearchError(f"{path}: the embedding stream ended without a result")

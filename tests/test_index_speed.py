@@ -1,0 +1,142 @@
+"""Issue 9's indexing paths give the sequential path's index: speech islands, packing across files, --jobs,
+--device. With the random (log-mel) encoder every span is encoded on its own, so those must match exactly;
+with the Whisper front end packing shares attention context, and the stated tolerance is tested."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from awesearch.audio import SAMPLE_RATE, AudioChunk
+from awesearch.errors import AwesearchError
+from helpers import speech, write_audio
+from indexer import embed, index_paths, workers
+from test_indexer import rows_and_vectors
+
+
+def test_islands_leave_out_long_silences_and_keep_context():
+    chunk = AudioChunk(start=56.0, samples=np.zeros(68 * SAMPLE_RATE, np.float32), core_start=60.0, core_end=120.0)
+    w = np.array([[4.0, 5.0], [4.5, 6.5], [6.8, 7.5], [20.0, 21.0], [20.2, 22.0], [66.0, 67.9]])  # from chunk.start
+    spans = embed.island_spans(7, chunk, w, margin_s=1.0, skip_gap_s=4.0)
+    assert len(spans) == 3  # 7.5 -> 20.0 and 22.0 -> 66.0 are silences longer than 4 s
+    assert sum(len(s.samples) for s in spans) / SAMPLE_RATE < 0.4 * 68
+    got = []
+    for s in spans:
+        lo = s.start - chunk.start
+        assert lo == int(lo) and len(s.samples) / SAMPLE_RATE % embed.ENCODE_QUANTUM_S == 0 or lo + len(s.samples) / SAMPLE_RATE == 68
+        assert (s.windows[:, 0] >= 1.0 - 1e-9).all() or lo == 0  # a margin of context before every window
+        assert (s.windows[:, 1] <= len(s.samples) / SAMPLE_RATE - 1.0 + 1e-9).all() or lo + len(s.samples) / SAMPLE_RATE == 68
+        got.append(s.windows + lo)
+        assert s.key == 7 and s.core == (60.0, 120.0)
+    np.testing.assert_allclose(np.concatenate(got), w)  # every window once, in order
+
+
+def test_one_island_when_speech_is_continuous():
+    chunk = AudioChunk(start=0.0, samples=np.zeros(20 * SAMPLE_RATE, np.float32), core_start=0.0, core_end=20.0)
+    w = np.stack([np.arange(0.0, 18.0, 0.5), np.arange(0.0, 18.0, 0.5) + 1.5], axis=1)
+    (span,) = embed.island_spans(0, chunk, w, margin_s=1.0, skip_gap_s=4.0)
+    assert span.start == 0.0 and len(span.samples) == 20 * SAMPLE_RATE
+
+
+@pytest.fixture
+def gappy(tmp_path, speech_clips):
+    """Short files plus one with 20 s of silence between two sentences."""
+    root = tmp_path / "gappy"
+    for i, (audio, _) in enumerate(speech_clips):
+        write_audio(root / f"s{i}.wav", audio)
+    silence = np.random.default_rng(0).normal(0, 1e-4, 20 * SAMPLE_RATE).astype(np.float32)
+    write_audio(root / "long.wav", np.concatenate([speech_clips[0][0], silence, speech_clips[1][0]]))
+    return root
+
+
+def test_packed_and_island_index_equals_the_sequential_one(gappy, tmp_path, monkeypatch):
+    encoded = []
+    original = embed._Packer.flush
+
+    def spy(self):
+        encoded.extend(len(s.samples) / SAMPLE_RATE for s in self.items if isinstance(s, embed.Span))
+        return original(self)
+
+    monkeypatch.setattr(embed._Packer, "flush", spy)
+    packed = index_paths([gappy], tmp_path / "packed", model="random")
+    packed_s = sum(encoded)
+    monkeypatch.setattr(embed, "PACK_FLUSH_S", 0.0)
+    monkeypatch.setattr(embed, "SKIP_GAP_S", 1e9)
+    encoded.clear()
+    sequential = index_paths([gappy], tmp_path / "sequential", model="random")
+    assert packed.windows == sequential.windows > 100
+    assert packed_s < sum(encoded) - 15  # the 20 s silence (less the margins) was not encoded
+    a, b = rows_and_vectors(tmp_path / "packed"), rows_and_vectors(tmp_path / "sequential")
+    assert set(a) == set(b)
+    for k in a:  # equal up to float rounding (the cumulative sum runs over spans of other lengths), fp16 storage
+        np.testing.assert_allclose(a[k], b[k], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_jobs_2_index_equals_jobs_1(gappy, tmp_path):
+    one = index_paths([gappy], tmp_path / "one", model="random", jobs=1)
+    two = index_paths([gappy], tmp_path / "two", model="random", jobs=2)
+    assert (two.indexed, two.windows, two.audio_s) == (one.indexed, one.windows, pytest.approx(one.audio_s))
+    a, b = rows_and_vectors(tmp_path / "one"), rows_and_vectors(tmp_path / "two")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_device_auto_is_cpu_without_a_gpu_and_cuda_is_refused(monkeypatch, corpus, tmp_path):
+    monkeypatch.setattr(workers, "cuda_devices", lambda: 0)
+    assert workers.resolve_device("auto") == "cpu" and workers.resolve_device("cpu") == "cpu"
+    with pytest.raises(AwesearchError, match="no CUDA GPU") as e:
+        index_paths([corpus], tmp_path / "idx", model="random", device="cuda")
+    assert "\n" not in str(e.value) and not (tmp_path / "idx").exists()  # refused before touching the index
+    with pytest.raises(AwesearchError, match="--device must be one of"):
+        workers.resolve_device("tpu")
+    with pytest.raises(AwesearchError, match="--jobs must be between"):
+        index_paths([corpus], tmp_path / "idx", model="random", jobs=0)
+    monkeypatch.setattr(workers, "cuda_devices", lambda: 1)
+    assert workers.resolve_device("auto") == "cuda"
+
+
+def test_cli_cuda_without_gpu_is_one_line(monkeypatch, corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    monkeypatch.setattr(workers, "cuda_devices", lambda: 0)
+    result = CliRunner().invoke(app, ["index", str(corpus), "--index", str(tmp_path / "idx"), "--model", "random", "--device", "cuda", "-q"])
+    assert result.exit_code == 1
+    lines = [x for x in result.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and "no CUDA GPU" in lines[0]
+
+
+@pytest.mark.slow
+def test_whisper_packing_changes_vectors_within_the_stated_tolerance(tmp_path, speech_clips):
+    """Packed spans share 30 s blocks, so Whisper's attention sees other clips: indexer/embed.py states what
+    that costs in vector agreement (PACK_MEAN_COSINE, PACK_P5_COSINE); search quality on real speech is
+    benchmarks/pack_quality.py."""
+    from awesearch.whisper_frontend import whisper_available
+
+    if not whisper_available():
+        pytest.skip("the Whisper front end is not installed")
+    root = tmp_path / "w"
+    for i, (audio, _) in enumerate(speech_clips):
+        write_audio(root / f"s{i}.wav", audio)
+    index_paths([root], tmp_path / "packed", phonetic=False)
+    index_paths([root], tmp_path / "alone", phonetic=False, pack=False)
+    a, b = rows_and_vectors(tmp_path / "packed"), rows_and_vectors(tmp_path / "alone")
+    assert set(a) == set(b)
+    cos = np.array([float(a[k] @ b[k]) / float(np.linalg.norm(a[k]) * np.linalg.norm(b[k])) for k in a])
+    assert cos.mean() >= embed.PACK_MEAN_COSINE and np.percentile(cos, 5) >= embed.PACK_P5_COSINE
+    assert cos.min() < 0.9999  # packing really did put the clips together (else this test proves nothing)
+
+
+
+def test_batched_vad_of_many_clips_equals_each_clip_alone(speech_clips):
+    from awesearch import vad
+
+    clips = [c[0] for c in speech_clips] + [np.zeros(0, np.float32), speech_clips[0][0][:8000]]
+    many = vad.speech_probabilities_many(clips)
+    for clip, probs in zip(clips, many):
+        np.testing.assert_allclose(probs, vad.speech_probabilities(clip), atol=1e-5)
+    assert vad.speech_regions_many(clips) == [vad.speech_regions(c) if len(c) else [] for c in clips]
+    assert any(len(r) for r in vad.speech_regions_many(clips))
