@@ -140,3 +140,13 @@ def test_batched_vad_of_many_clips_equals_each_clip_alone(speech_clips):
         np.testing.assert_allclose(probs, vad.speech_probabilities(clip), atol=1e-5)
     assert vad.speech_regions_many(clips) == [vad.speech_regions(c) if len(c) else [] for c in clips]
     assert any(len(r) for r in vad.speech_regions_many(clips))
+
+
+def test_index_help_lists_the_speed_options():
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    out = CliRunner().invoke(app, ["index", "--help"], env={"COLUMNS": "200"}).output
+    for word in ("--jobs", "--device", "--no-pack", "auto"):
+        assert word in out
