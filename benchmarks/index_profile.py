@@ -81,6 +81,9 @@ def instrument() -> None:
     for name, stage in (("speech_regions_many", "vad"), ("candidate_windows", "windows")):
         setattr(embed, name, _timed(stage, getattr(embed, name)))
     embed.PhoneticTrack.add = _timed("phoneme head", embed.PhoneticTrack.add)
+    from awesearch.speakers import SpeakerModel
+
+    SpeakerModel.embed_speech = _timed("speaker embeddings", SpeakerModel.embed_speech)
     writer.IndexWriter.add_windows = _timed("write windows", writer.IndexWriter.add_windows)
     writer.IndexWriter.add_phonetic = _timed("write phonetic", writer.IndexWriter.add_phonetic)
     writer.IndexWriter.commit = _timed("commit", writer.IndexWriter.commit)
