@@ -70,11 +70,15 @@ def test_a_two_word_phrase_is_found_across_a_pause(archive):
 
 
 def test_the_default_threshold_keeps_detections_and_drops_the_rest(archive):
+    from awesearch.search import DEFAULT_THRESHOLD
+
     engine, words = archive
-    default = engine.search(text="princess")
-    assert default and all(h.score >= 0.5 for h in default)
     everything = engine.search(text="princess", threshold=0.0)
-    assert len(everything) >= len(default)
+    default = engine.search(text="princess")
+    assert len(everything) > len(default)  # the default drops the unlikely candidates
+    assert [(h.path, h.start) for h in default] == [(h.path, h.start) for h in everything if h.score >= DEFAULT_THRESHOLD]
+    strict = engine.search(text="princess", threshold=0.99, k=1)
+    assert all(h.score >= 0.99 for h in strict)
 
 
 def test_query_by_example_uses_the_examples_own_phonemes(archive, tmp_path):
