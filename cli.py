@@ -202,6 +202,7 @@ def query(
     index: Optional[List[Path]] = typer.Option(None, "--index", "-i", help=INDEX_HELP + " Repeat to search several indexes (shards) as one."),
     top: Optional[int] = typer.Option(None, "--top", "-k", help="Most hits per query (each spoken occurrence is one hit); default 100 with calibrated scores, 10 otherwise."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum score: the probability (0..1, default 0.5) that the query is spoken there; on an index without a phonetic store (mel or random encoder) a cosine, default none."),
+    within: Optional[Path] = typer.Option(None, "--within", help="Only hits in this recording or in recordings under this folder."),
     as_json: bool = typer.Option(False, "--json", help='Print [{"path", "start", "end", "score"}, ...] (with --queries: one {"query", "hits"} per line).'),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Export as csv, json, vtt, audacity, textgrid or eaf (the last four are one file per recording: give --out DIR unless all hits are in one file)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --format: write the export file(s) into this directory instead of printing."),
@@ -238,6 +239,8 @@ def query(
             check_text(text)
         examples = audio_spans(audio or [], start or [], end or [])
         batch = read_queries(queries) if queries is not None else None
+        if within is not None and (batch is not None or (index and len(index) > 1) or speaker or speaker_id is not None):
+            raise QueryError("--within works with --text or --audio on one index, not with --queries, shards or --speaker")
         voice_filter = None
         if speaker or speaker_id is not None or speaker_start or speaker_end:
             from awesearch.speaker_index import open_filter
@@ -268,7 +271,7 @@ def query(
             run = lambda k: engine.search(text=text, audio=examples, k=k, threshold=threshold)  # noqa: E731
             results = [(text, voice_filter.search(run, engine.limits(top, threshold)[0]))]
         elif batch is None:
-            results = [(text, engine.search(text=text, audio=examples, k=top, threshold=threshold))]
+            results = [(text, engine.search(text=text, audio=examples, k=top, threshold=threshold, within=within))]
         else:
             results = list(zip(batch, engine.search_texts(batch, k=top, threshold=threshold)))
         if fmt is not None:
@@ -394,6 +397,7 @@ app.add_typer(speakers_app, name="speakers")
 def speakers(
     ctx: typer.Context,
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    within: Optional[Path] = typer.Option(None, "--within", help="Only hits in this recording or in recordings under this folder."),
     as_json: bool = typer.Option(False, "--json", help='Print [{"id", "name", "speech_s", "files", "sample_path", "sample_start", "sample_end"}, ...].'),
 ) -> None:
     """List the voices of the archive: id, name, speaking time, files and a sample span.

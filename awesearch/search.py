@@ -38,6 +38,7 @@ DEFAULT_THRESHOLD = 0.5  # probability: a hit is shown when it is more likely sp
 DEFAULT_CAP = 100  # hits per query at most by default (calibrated indexes)
 UNCALIBRATED_TOP = 10  # hits per query by default when scores are uncalibrated cosines
 MAX_PRONUNCIATIONS = 4  # pronunciation variants of a text query aligned (the best one counts)
+WITHIN_DEPTH = 10  # cosine-only indexes with a recording filter: first-stage hits fetched per hit wanted
 
 
 @dataclass(frozen=True)
@@ -408,11 +409,13 @@ class SearchEngine:
         end: float | None = None,
         k: int | None = None,
         threshold: float | None = None,
+        within: str | Path | None = None,
     ) -> list[Hit]:
         """Text, audio (a path with optional start/end, or a list of AudioSpan examples), or both fused.
 
         First stage: the mean of the query vectors. Second stage (calibrated indexes): the text's phonemes
-        when there is text, else each example's decoded phonemes (their evidence averaged)."""
+        when there is text, else each example's decoded phonemes (their evidence averaged). `within`: only
+        hits in that recording or in recordings under that folder (QueryError when the index has none)."""
         if text is None and not audio:
             raise QueryError("give a text query, an audio query, or both")
         if isinstance(audio, (str, Path)):
@@ -422,13 +425,26 @@ class SearchEngine:
                 raise QueryError("--start/--end need an audio query (--audio)")
             examples = list(audio or [])
         k, threshold = self.limits(k, threshold)
+        keep = self._within(within)
         plan = self._plan(text, examples)
         if plan is None:  # no second stage: cosine scores
             vectors = ([self.text_vector(text)] if text is not None else []) + [self.audio_vector(e.path, e.start, e.end) for e in examples]
-            return search_vector(self.table, np.mean(np.stack(vectors), axis=0).astype(np.float32), k, threshold)
+            # with a filter, a deeper first-stage list is cut down to the recordings asked for
+            hits = search_vector(self.table, np.mean(np.stack(vectors), axis=0).astype(np.float32), k if keep is None else WITHIN_DEPTH * k, threshold)
+            return [h for h in hits if keep is None or h.path in keep][:k]
         found = self.detector.detect(plan, k, threshold)
         hits = [Hit(path=self.table.paths[c.file], start=c.start, end=c.end, score=c.probability) for c in found]
-        return nms(hits, k)
+        return nms([h for h in hits if keep is None or h.path in keep], k)
+
+    def _within(self, within: str | Path | None) -> set[str] | None:
+        """Paths of the indexed recordings that are `within` or under it (None: no filter)."""
+        if within is None:
+            return None
+        base = Path(within).expanduser().absolute()
+        keep = {p for p in self.table.paths if Path(p) == base or Path(p).is_relative_to(base)}
+        if not keep:
+            raise QueryError(f"no indexed recording is {base} or under it")
+        return keep
 
     def _plan(self, text: str | None, examples: list[AudioSpan]):
         """The detector's QueryPlan, or None without a second stage."""

@@ -69,6 +69,7 @@ def test_help_text():
         (["--audio", "/nonexistent/x.wav", "--start", "-1", "--end", "1"], ">= 0"),
         (["--audio", "/nonexistent/x.wav", "--audio", "/nonexistent/y.wav", "--start", "1", "--end", "2"], "one pair per example"),
         (["--audio", "/nonexistent/x.wav", "--audio", "/nonexistent/y.wav"], "not found"),
+        (["--text", "prince", "--index", "/nonexistent/b", "--within", "/tmp"], "--within works with"),
         ([], "give --text"),
         (["--text", "prince", "--queries", "q.txt"], "cannot be combined"),
         (["--queries", "/nonexistent/q.txt"], "cannot read queries file"),

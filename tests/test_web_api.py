@@ -72,6 +72,17 @@ def test_text_search_is_the_engines_answer_plus_audio_urls(client, archive):
         assert archive.paths[h["file_id"]] == h["path"] and h["audio_url"] == f"/api/audio/{h['file_id']}"
 
 
+def test_within_keeps_one_recording_or_folder(client, archive, web_archive):
+    files, _ = web_archive
+    one = str(files / "doctor.flac")
+    hits = client.get("/api/search", params={"text": "doctor", "k": 5, "within": one}).json()["hits"]
+    assert hits and {h["path"] for h in hits} == {one}
+    everywhere = client.get("/api/search", params={"text": "doctor", "k": 5, "within": str(files)}).json()["hits"]
+    assert len({h["path"] for h in everywhere}) > 1
+    r = client.get("/api/search", params={"text": "doctor", "within": "/nowhere/at/all"})
+    assert r.status_code == 400 and "no indexed recording" in r.json()["error"]
+
+
 def test_threshold_is_passed_through(client):
     hits = client.get("/api/search", params={"text": "seven apples", "k": 5}).json()["hits"]
     cut = (hits[0]["score"] + hits[-1]["score"]) / 2

@@ -155,8 +155,8 @@ def recording(archive: Archive, fid: int) -> Path:
 # -- search ----------------------------------------------------------------------------------------
 
 
-SEARCH_GET_PARAMS = {"text", "file", "start", "end", "k", "threshold", "format"}
-SEARCH_POST_PARAMS = {"text", "start", "end", "k", "threshold", "format", "filename"}
+SEARCH_GET_PARAMS = {"text", "file", "start", "end", "k", "threshold", "format", "within"}
+SEARCH_POST_PARAMS = {"text", "start", "end", "k", "threshold", "format", "filename", "within"}
 
 
 def search_options(request: Request) -> dict:
@@ -165,6 +165,9 @@ def search_options(request: Request) -> dict:
     threshold = float_param(request, "threshold")
     if threshold is not None:
         options["threshold"] = threshold
+    within = request.query_params.get("within") or None
+    if within is not None:  # a folder or recording of the index (the engine refuses anything else; nothing is read)
+        options["within"] = within
     fmt = request.query_params.get("format") or None
     if fmt is not None:
         try:

@@ -24,9 +24,10 @@ function setStatus(text, isError = false) {
 
 function options() {
   const params = new URLSearchParams();
-  const k = $("k").value.trim(), t = $("threshold").value.trim();
+  const k = $("k").value.trim(), t = $("threshold").value.trim(), w = $("within").value.trim();
   if (k) params.set("k", k);
   if (t) params.set("threshold", t);
+  if (w) params.set("within", w);
   return params;
 }
 
@@ -62,7 +63,7 @@ function searchText(text) {
   const params = options();
   params.set("text", text);
   const url = new URLSearchParams({q: text});
-  for (const key of ["k", "threshold"]) if (params.has(key)) url.set(key, params.get(key));
+  for (const key of ["k", "threshold", "within"]) if (params.has(key)) url.set(key, params.get(key));
   history.replaceState(null, "", `/?${url}`);
   return run({method: "GET", params, label: `"${text}"`});
 }
@@ -312,6 +313,7 @@ $("record").addEventListener("click", toggleRecord);
 const initial = new URLSearchParams(location.search);
 if (initial.get("k")) $("k").value = initial.get("k");
 if (initial.get("threshold")) $("threshold").value = initial.get("threshold");
+if (initial.get("within")) $("within").value = initial.get("within");
 loadInfo();
 if (initial.get("q")) {
   $("q").value = initial.get("q");
