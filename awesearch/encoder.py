@@ -181,19 +181,16 @@ class Encoder:
 
 def save_checkpoint(path: Path, model: AWEModel, feature_config: FeatureConfig, name: str, train_info: dict) -> str:
     """Write a checkpoint (fp16 weights) atomically and return its sha256."""
+    return write_checkpoint(path, model, {"magic": CHECKPOINT_MAGIC, "version": CHECKPOINT_VERSION, "name": name,
+                                          "feature_config": asdict(feature_config), "train_info": train_info})
+
+
+def write_checkpoint(path: Path, model: torch.nn.Module, header: dict) -> str:
+    """header + the model's dims and fp16 state_dict, written atomically; returns the file's sha256."""
     state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    ckpt = {
-        "magic": CHECKPOINT_MAGIC,
-        "version": CHECKPOINT_VERSION,
-        "name": name,
-        "dims": asdict(model.dims),
-        "feature_config": asdict(feature_config),
-        "state_dict": state,
-        "train_info": train_info,
-    }
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
+    torch.save({**header, "dims": asdict(model.dims), "state_dict": state}, tmp)
     tmp.replace(path)
     return file_sha256(path)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -93,16 +93,10 @@ class PhoneModel:
 
 
 def save_phone_checkpoint(path: Path, head: PhoneHead, name: str, train_info: dict) -> str:
-    state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in head.state_dict().items()}
-    ckpt = {"magic": CHECKPOINT_MAGIC, "version": CHECKPOINT_VERSION, "name": name, "dims": asdict(head.dims),
-            "state_dict": state, "train_info": train_info}
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
-    from .encoder import file_sha256
+    """Write a phoneme head checkpoint (fp16 weights) atomically and return its sha256."""
+    from .encoder import write_checkpoint
 
-    return file_sha256(path)
+    return write_checkpoint(path, head, {"magic": CHECKPOINT_MAGIC, "version": CHECKPOINT_VERSION, "name": name, "train_info": train_info})
 
 
 def load_phone_checkpoint(path: Path) -> PhoneModel:
