@@ -151,6 +151,8 @@ def info(
         f"windows:  {stats.windows} live ({stats.stored_windows} stored in {stats.segments} segments)",
         f"size:     {human_bytes(stats.size_bytes)} on disk",
         f"search:   {describe(store.manifest)}",
+        "scores:   " + (f"calibrated probabilities (phonetic second stage, phoneme head {store.manifest.phone_model})"
+                        if store.manifest.phone_model else "cosine similarities (no phonetic store: first stage only)"),
         f"updated:  {stats.updated}",
     ]
     for line in lines:

@@ -40,6 +40,7 @@ def test_index_then_info(corpus, tmp_path):
     assert info.exit_code == 0, info.output
     assert "3 indexed, 1 skipped" in info.output
     assert "encoder:  random" in info.output and "windows:" in info.output and "on disk" in info.output
+    assert "scores:   cosine similarities" in info.output  # the random encoder has no phonetic store
     assert "notes.mp3: not decodable as audio" in info.output
 
 
