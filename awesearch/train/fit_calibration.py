@@ -42,7 +42,7 @@ class Spoken:
     phonemes: tuple[str, ...]
 
 
-def build_archive(corpus: Path, out: Path, minutes: float, seed: int) -> tuple[list[Spoken], list]:
+def build_archive(corpus: Path, out: Path, minutes: float, seed: int, degraded: float = DEGRADED_SHARE) -> tuple[list[Spoken], list]:
     """Write the archive's recordings; return its words and the held-out utterances left for audio examples."""
     import soundfile as sf
 
@@ -69,7 +69,7 @@ def build_archive(corpus: Path, out: Path, minutes: float, seed: int) -> tuple[l
             words += [Spoken(str(path), t + w.start, t + w.end, tuple(w.phonemes)) for w in u.words if w.phonemes]
             t += u.duration
         audio = np.concatenate(pieces)
-        if rng.random() < DEGRADED_SHARE:
+        if rng.random() < degraded:
             audio = random_augment(audio, rng)
         sf.write(path, np.clip(audio, -1, 1), SAMPLE_RATE)
         total += t
@@ -114,6 +114,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--queries", type=int, default=300, help="word queries (phrases, confusables and audio: fewer)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--degraded-share", type=float, default=DEGRADED_SHARE, help="share of the archive's recordings augmented")
     p.add_argument("--dump", type=Path, help="also save every candidate's features and label (.npz) for analysis")
     a = p.parse_args()
 
@@ -126,7 +127,7 @@ def main() -> None:
 
     rng = random.Random(a.seed)
     archive = a.work.expanduser() / "archive"
-    words, spare = build_archive(a.corpus.expanduser(), archive, a.minutes, a.seed)
+    words, spare = build_archive(a.corpus.expanduser(), archive, a.minutes, a.seed, a.degraded_share)
     index_dir = a.work.expanduser() / "index"
     report = index_paths([archive], index_dir)
     print(f"archive: {report.indexed} files, {report.audio_s / 60:.1f} min, {len(words)} words", flush=True)
