@@ -124,9 +124,17 @@ class Detector:
         return out
 
 
+LLR_FLOOR_PER_TOKEN = -16.0  # nats: a token costs at most about the quantisation floor (255 / 16) per frame
+
+
 def features(a: Alignment, cosine: np.ndarray) -> np.ndarray:
-    """[B, len(calibrate.FEATURES)] of one alignment (see calibrate.py for their meaning)."""
-    return np.stack([cosine, a.llr / a.n_tokens, a.worst_token, a.llr, np.full(len(a.llr), np.log(a.n_tokens))], axis=1)
+    """[B, len(calibrate.FEATURES)] of one alignment (see calibrate.py for their meaning).
+
+    A region too short to hold the target has no alignment (verify.NEG); its evidence is clipped to the
+    floor, so it scores like the worst real alignment instead of leaking -1e9 into the calibration."""
+    llr = np.maximum(a.llr, LLR_FLOOR_PER_TOKEN * a.n_tokens)
+    worst = np.maximum(a.worst_token, LLR_FLOOR_PER_TOKEN * 4)
+    return np.stack([cosine, llr / a.n_tokens, worst, llr, np.full(len(a.llr), np.log(a.n_tokens))], axis=1)
 
 
 def phrase_widening(word_phonemes: list[list[str]]) -> tuple[int, tuple[float, float]]:

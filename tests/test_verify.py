@@ -81,3 +81,13 @@ def test_adjacent_tokens_need_no_blank_between_them():
     a = run([lp], target)
     assert a.llr[0] > -1e-3
     assert a.start_frame[0] == 2 and a.end_frame[0] == 9
+
+
+def test_a_region_too_short_for_the_target_gets_floor_features_not_minus_infinity():
+    from awesearch.detect import LLR_FLOOR_PER_TOKEN, features
+
+    target = word_targets([["P", "R", "IH", "N", "S", "EH", "S"]])  # 9 tokens
+    short = spoken(word_targets([["P", "R"]]), frames_each=1, lead=1, trail=1)[:5]  # 5 frames
+    a = run([short], target)
+    f = features(a, np.array([0.5]))
+    assert np.all(np.isfinite(f)) and f[0, 1] == LLR_FLOOR_PER_TOKEN and f[0, 3] == LLR_FLOOR_PER_TOKEN * len(target)
