@@ -16,7 +16,6 @@ by the candidate budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -54,9 +53,9 @@ class Candidate:
 
 
 class Detector:
-    def __init__(self, table, phon_paths: list[Path | None], calibration: Calibration):
-        self.table = table  # awesearch.search.WindowTable
-        self.phon_paths = phon_paths  # dense file index -> phon-*.awp (None: file has no phonetic frames)
+    def __init__(self, table, calibration: Calibration):
+        self.table = table  # awesearch.search.WindowTable whose phon_paths name every file's phon-*.awp (or None)
+        self.phon_paths = table.phon_paths
         self.calibration = calibration
 
     def detect(self, plan: QueryPlan, k: int, threshold: float) -> list[Candidate]:

@@ -257,7 +257,7 @@ class SearchEngine:
         if phone is not None and calibration is not None and table.phon_paths is not None:
             from awesearch.detect import Detector
 
-            self.detector = Detector(table, table.phon_paths, calibration)
+            self.detector = Detector(table, calibration)
 
     @classmethod
     def open(cls, index_dir: str | Path) -> "SearchEngine":
@@ -341,7 +341,7 @@ class SearchEngine:
 
         logp = self.phone.log_posteriors(inputs[0])
         f_lo, f_hi = int(window[0, 0] * FRAME_RATE), int(math.ceil(window[0, 1] * FRAME_RATE))
-        ids = [c for c in greedy_decode(logp[f_lo:f_hi]) if True]
+        ids = greedy_decode(logp[f_lo:f_hi])
         phonemes = [c for c in ids if c != BOUNDARY]
         if not phonemes:
             raise QueryError(f"audio query {what}: the phoneme recogniser heard no speech sounds in it; choose a clearer example")

@@ -124,17 +124,10 @@ def partial_starts(n_frames: int) -> list[int]:
 def speech_pieces(regions: list[tuple[float, float]], lo: float = 0.0, hi: float = float("inf")) -> np.ndarray:
     """[n, 2] (start, end) seconds: the regions clipped to lo..hi, merged across pauses under MERGE_GAP_S,
     stretches under MIN_PIECE_S dropped, longer ones cut into equal pieces of at most MAX_PIECE_S."""
-    stretches: list[list[float]] = []
-    for s, e in regions:
-        s, e = max(s, lo), min(e, hi)
-        if e <= s:
-            continue
-        if stretches and s - stretches[-1][1] < MERGE_GAP_S:
-            stretches[-1][1] = max(stretches[-1][1], e)
-        else:
-            stretches.append([s, e])
+    from .windows import merge_regions
+
     out = []
-    for s, e in stretches:
+    for s, e in merge_regions(regions, hi, lo, MERGE_GAP_S):
         d = e - s
         if d < MIN_PIECE_S:
             continue

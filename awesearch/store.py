@@ -480,7 +480,7 @@ class IndexStore:
         files = self.load_files()
         indexed = [f for f in files if f.status == STATUS_INDEXED]
         size = 0
-        for name in self.referenced_names():
+        for name in self.referenced_names(files):
             try:
                 size += (self.directory / name).stat().st_size
             except FileNotFoundError:

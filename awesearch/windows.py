@@ -26,14 +26,14 @@ MAX_GAP_S = 0.2  # seconds: no two consecutive boundaries are further apart than
 JOIN_GAP_S = 0.3  # seconds: speech regions closer than this form one span (pauses inside a phrase)
 
 
-def merge_regions(regions: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
-    """Clip regions to [0, duration] and join those separated by less than JOIN_GAP_S."""
+def merge_regions(regions: list[tuple[float, float]], duration: float, lo: float = 0.0, gap: float = JOIN_GAP_S) -> list[tuple[float, float]]:
+    """Clip regions to [lo, duration] and join those separated by less than `gap` seconds."""
     out: list[list[float]] = []
     for start, end in sorted(regions):
-        start, end = max(0.0, float(start)), min(duration, float(end))
+        start, end = max(lo, float(start)), min(duration, float(end))
         if end <= start:
             continue
-        if out and start - out[-1][1] < JOIN_GAP_S:
+        if out and start - out[-1][1] < gap:
             out[-1][1] = max(out[-1][1], end)
         else:
             out.append([start, end])
