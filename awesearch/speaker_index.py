@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexFormatError, QueryError
-from .speakers import ACCEPT_P, HIDDEN, SpeakerModel, prototype
+from .speakers import ACCEPT_P, HIDDEN, MIN_PIECE_S, SpeakerModel, prototype
 
 TABLE_MAGIC = "awesearch-speakers"
 TABLE_VERSION = 1
@@ -32,6 +32,8 @@ VOICES_MAGIC = "awesearch-voices"
 VOICES_VERSION = 1
 VOICE_PREFIX = "S"  # voice ids are S1, S2, ...
 MAX_GAP_S = 1.0  # a hit outside every piece takes the nearest piece of its file within this many seconds
+NEIGHBOURS = 2  # a piece is judged with up to this many pieces on each side of it (its context) ...
+CONTEXT_GAP_S = 2.0  # ... that start within this many seconds of its edge and agree with it (p >= ACCEPT_P)
 POOL_START = 200  # hits fetched before speaker filtering (doubled while too few survive)
 POOL_MAX = 20_000  # hits fetched at most
 
@@ -108,12 +110,35 @@ class SpeakerData:
     ends: np.ndarray  # [n] seconds
     emb: np.ndarray  # [n, HIDDEN] float32, unit vectors
     by_path: dict[str, np.ndarray] = field(default_factory=dict)  # path -> piece rows, by start
+    context: np.ndarray | None = None  # [n, HIDDEN] each piece averaged with its agreeing neighbours (not unit:
+    # its dot product with a unit vector is the mean of their cosines, on the scale the calibration was fitted on)
 
     def __post_init__(self) -> None:
         order = np.lexsort((self.starts, self.file_idx))
         files, first = np.unique(self.file_idx[order], return_index=True)
         for fi, rows in zip(files, np.split(order, first[1:])):
             self.by_path[self.paths[int(fi)]] = rows
+
+    def with_context(self, model: SpeakerModel) -> "SpeakerData":
+        """Set `context`: each piece's embedding averaged (weighted by seconds) with those of the up to NEIGHBOURS
+        pieces on each side of it in its recording that start within CONTEXT_GAP_S of it and that the model
+        calls the same voice as it (p >= ACCEPT_P). A short piece knows its voice poorly on its own; a piece
+        at a change of voice keeps only the neighbours on its own side."""
+        order = np.lexsort((self.starts, self.file_idx))
+        f, s, e, emb = self.file_idx[order], self.starts[order], self.ends[order], self.emb[order]
+        w = (e - s)[:, None]
+        sums, weights = emb * w, w.copy()
+        agree = model.calibration.cosine_at(ACCEPT_P)
+        for k in range(1, NEIGHBOURS + 1):
+            a, b = np.arange(len(f) - k), np.arange(k, len(f))
+            ok = (f[a] == f[b]) & (s[b] - e[a] <= CONTEXT_GAP_S) & (np.einsum("ij,ij->i", emb[a], emb[b]) >= agree)
+            np.add.at(sums, a[ok], emb[b[ok]] * w[b[ok]])
+            np.add.at(sums, b[ok], emb[a[ok]] * w[a[ok]])
+            np.add.at(weights, a[ok], w[b[ok]])
+            np.add.at(weights, b[ok], w[a[ok]])
+        self.context = np.empty_like(self.emb)
+        self.context[order] = sums / weights
+        return self
 
     def piece_for(self, path: str, start: float, end: float) -> int:
         """Row of the piece that overlaps start..end most, else the nearest one within MAX_GAP_S; -1 if none."""
@@ -243,15 +268,18 @@ def agglomerate(means: np.ndarray, model: SpeakerModel) -> np.ndarray:
 
 
 def cluster_voices(model: SpeakerModel, data: SpeakerData, voices: Voices | None) -> Voices:
-    """Voices after assigning every live piece to the known voices and clustering the rest into new ones."""
+    """Voices after assigning every live piece to the known voices and clustering the rest into new ones.
+    Only pieces of at least MIN_PIECE_S make or move voices (shorter ones are too unsure of their voice)."""
     voices = voices or Voices(model=model.checksum)
     if voices.model != model.checksum:
         raise IndexFormatError("the index's voices were made by another speaker model; re-index")
+    ample = data.ends - data.starts >= MIN_PIECE_S - 1e-9
     member, _ = assign(model, data.emb, voices)
-    free = np.flatnonzero(member < 0)
+    member[~ample] = -2  # neither a member nor free
+    free = np.flatnonzero(member == -1)
     groups, owners = [], []  # file-level groups of unassigned pieces: centroid, rows
     for rows in data.by_path.values():
-        rows = rows[member[rows] < 0]
+        rows = rows[member[rows] == -1]
         if len(rows) == 0:
             continue
         labels = agglomerate(data.emb[rows], model)
@@ -267,8 +295,8 @@ def cluster_voices(model: SpeakerModel, data: SpeakerData, voices: Voices | None
     # centroids follow their members (ids and names stay)
     member, _ = assign(model, data.emb, voices)
     for i, v in enumerate(voices.voices):
-        if (member == i).any():
-            v.centroid = prototype(data.emb[member == i])
+        if (ample & (member == i)).any():
+            v.centroid = prototype(data.emb[ample & (member == i)])
     return voices
 
 
@@ -287,15 +315,17 @@ class VoiceSummary:
 
 
 def summarize(model: SpeakerModel, data: SpeakerData, voices: Voices) -> tuple[list[VoiceSummary], float]:
-    """(one summary per voice with speech, most speech first; seconds of speech assigned to no voice)."""
-    member, _ = assign(model, data.emb, voices)
+    """(one summary per voice with speech, most speech first; seconds of speech assigned to no voice). Each
+    piece is assigned with its context (SpeakerData.with_context)."""
+    member, _ = assign(model, data.with_context(model).context, voices)
     dur = data.ends - data.starts
     out = []
     for i, v in enumerate(voices.voices):
         rows = np.flatnonzero(member == i)
         if len(rows) == 0:
             continue
-        best = rows[int(np.argmax(data.emb[rows] @ v.centroid))]
+        short = dur[rows] < MIN_PIECE_S - 1e-9  # a sample too short to hear the voice in only when there is no other
+        best = rows[int(np.argmax(data.emb[rows] @ v.centroid - 2.0 * short))]
         out.append(
             VoiceSummary(
                 v.id, v.name, float(dur[rows].sum()), len(np.unique(data.file_idx[rows])),
@@ -353,8 +383,8 @@ class SpeakerFilter:
             row = self.data.piece_for(h.path, h.start, h.end)
             if row < 0:
                 continue
-            e = self.data.emb[row]
-            p = float(self.model.probability(float(e @ self.target)))
+            e = self.data.context[row]
+            p = float(self.model.probability(min(float(e @ self.target), float(self.data.emb[row] @ self.target))))
             if p < ACCEPT_P:
                 continue
             if self.voice_index >= 0 and assign(self.model, e[None], self.voices)[0][0] != self.voice_index:
@@ -385,7 +415,7 @@ def open_filter(index_dir: Path, examples: list | None = None, voice: str | None
     if not store.manifest.speaker_tables:
         raise QueryError(f"index {index_dir} has no speaker embeddings (index it with this awesearch version)")
     check_speaker_model(store.manifest, model, Path(index_dir))
-    data = load_speaker_data(store)
+    data = load_speaker_data(store).with_context(model)
     if voice is None:
         return SpeakerFilter(model, data, examples_prototype(model, examples))
     voices = load_voices(store)

@@ -5,8 +5,9 @@ output; Apache-2.0, weights converted to fp16 in assets/speaker-v1.ckpt by awese
 Its input is re-implemented here (torch.stft + a Slaney mel filterbank, as librosa computes it), so
 neither librosa nor webrtcvad is needed: speech is found by our own silero VAD instead.
 
-Speech regions are merged across short pauses and cut into pieces of MIN_PIECE_S..MAX_PIECE_S; each piece
-is embedded as Resemblyzer embeds an utterance (1.6 s partials at PARTIAL_RATE_HZ, averaged), minus the
+Speech regions are merged across short pauses into stretches; stretches longer than MAX_PIECE_S are cut
+into equal pieces, shorter ones are one piece each (so every word said has a piece; pieces under MIN_PIECE_S
+know the voice poorly and are judged with their neighbours, see speaker_index.py). Each piece is embedded as Resemblyzer embeds an utterance (1.6 s partials at PARTIAL_RATE_HZ, averaged), minus the
 asset's centring mean (zeros in speaker-v1: centring on synthetic voices lowered verification on real
 speech), L2-normalised. A logistic curve fitted on synthetic voices (espeak-ng, festival, flite; never real
 speech) turns a cosine into a same-voice probability.
@@ -40,7 +41,7 @@ PARTIAL_RATE_HZ = 1.3  # partials per second of speech
 MIN_COVERAGE = 0.75  # a last partial less full than this is dropped (when there is another)
 TARGET_DBFS = -30.0  # quieter pieces are amplified to this RMS level (never attenuated), as Resemblyzer does
 MERGE_GAP_S = 0.3  # VAD regions closer than this are one stretch of speech
-MIN_PIECE_S = 1.0  # shorter stretches of speech get no speaker embedding
+MIN_PIECE_S = 1.0  # pieces shorter than this do not make voices or prototypes (they are still stored)
 MAX_PIECE_S = 3.0  # longer stretches are cut into equal pieces no longer than this
 MIN_CLIP_SPEECH_S = 1.0  # a speaker example must hold at least this much speech
 MAX_CLIP_S = 600.0  # seconds of a speaker example file that are read at most
@@ -122,18 +123,22 @@ def partial_starts(n_frames: int) -> list[int]:
 
 
 def speech_pieces(regions: list[tuple[float, float]], lo: float = 0.0, hi: float = float("inf")) -> np.ndarray:
-    """[n, 2] (start, end) seconds: the regions clipped to lo..hi, merged across pauses under MERGE_GAP_S,
-    stretches under MIN_PIECE_S dropped, longer ones cut into equal pieces of at most MAX_PIECE_S."""
+    """[n, 2] (start, end) seconds: the regions clipped to lo..hi, merged across pauses under MERGE_GAP_S, the
+    stretches longer than MAX_PIECE_S cut into equal pieces of at most MAX_PIECE_S (short ones kept whole)."""
     from .windows import merge_regions
 
     out = []
     for s, e in merge_regions(regions, hi, lo, MERGE_GAP_S):
         d = e - s
-        if d < MIN_PIECE_S:
-            continue
-        n = int(np.ceil(d / MAX_PIECE_S - 1e-9))
+        n = max(1, int(np.ceil(d / MAX_PIECE_S - 1e-9)))
         out += [(s + i * d / n, s + (i + 1) * d / n) for i in range(n)]
     return np.asarray(out, np.float64).reshape(-1, 2)
+
+
+def ample(pieces: np.ndarray) -> np.ndarray:
+    """The pieces long enough to know a voice by (at least MIN_PIECE_S)."""
+    pieces = np.asarray(pieces, np.float64).reshape(-1, 2)
+    return pieces[pieces[:, 1] - pieces[:, 0] >= MIN_PIECE_S - 1e-9]
 
 
 class SpeakerModel:
@@ -272,7 +277,7 @@ def example_embeddings(model: SpeakerModel, example: SpeakerExample) -> tuple[np
     speech_s = float(sum(e - s for s, e in regions))
     if not regions:
         raise QueryError(f"speaker example {what} has no speech (voice activity detection found none)")
-    pieces = speech_pieces(regions)
+    pieces = ample(speech_pieces(regions))
     if speech_s < MIN_CLIP_SPEECH_S or len(pieces) == 0:
         raise QueryError(
             f"speaker example {what} has {speech_s:.2f} s of speech in stretches too short to know the voice; "

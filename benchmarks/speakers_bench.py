@@ -87,6 +87,7 @@ def filtered_search(index_dir: Path, archive, data, threshold: float | None) -> 
 
     engine = SearchEngine.open(index_dir)
     model = load_speaker_model()
+    data.with_context(model)
     prototypes: dict[str, np.ndarray | None] = {}  # example file id -> prototype (None: no usable example)
 
     def prototype_of(fid: str) -> np.ndarray | None:
@@ -155,7 +156,7 @@ def clustering(data, label_of: dict[str, str]) -> dict:
 
     model = load_speaker_model()
     voices = cluster_voices(model, data, None)
-    member, _ = assign(model, data.emb, voices)
+    member, _ = assign(model, data.with_context(model).context, voices)
     dur = data.ends - data.starts
     labels = np.array([label_of[data.paths[int(i)]] for i in data.file_idx])
     table = defaultdict(lambda: defaultdict(float))  # cluster -> label -> seconds

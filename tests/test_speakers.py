@@ -68,17 +68,40 @@ def one_line_error(result, contains: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_speech_pieces_merge_drop_and_cut():
-    from awesearch.speakers import MAX_PIECE_S, MIN_PIECE_S, speech_pieces
+def test_speech_pieces_merge_keep_and_cut():
+    from awesearch.speakers import MAX_PIECE_S, ample, speech_pieces
 
-    regions = [(0.0, 0.5), (0.6, 1.4), (3.0, 3.5), (5.0, 12.0)]  # 0.1 s pause merges; 0.5 s alone is dropped
+    regions = [(0.0, 0.5), (0.6, 1.4), (3.0, 3.5), (5.0, 12.0)]  # 0.1 s pause merges; 0.5 s alone is its own piece
     pieces = speech_pieces(regions)
-    assert pieces[0].tolist() == [0.0, 1.4]
-    assert all((e - s) >= MIN_PIECE_S - 1e-9 and (e - s) <= MAX_PIECE_S + 1e-9 for s, e in pieces)
-    long = pieces[1:]
+    assert pieces[:2].tolist() == [[0.0, 1.4], [3.0, 3.5]]
+    assert all((e - s) <= MAX_PIECE_S + 1e-9 for s, e in pieces)
+    long = pieces[2:]
     assert len(long) == 3 and long[0, 0] == 5.0 and long[-1, 1] == 12.0 and np.allclose(long[1:, 0], long[:-1, 1])
+    assert ample(pieces).tolist() == [[0.0, 1.4]] + long.tolist()  # the 0.5 s piece makes no voice or prototype
     clipped = speech_pieces(regions, lo=6.0, hi=8.0)
     assert clipped.tolist() == [[6.0, 8.0]]
+
+
+def test_context_averages_agreeing_neighbours_only():
+    """A piece is judged with the neighbours of its recording that agree with it: not across a change of voice,
+    not across a long pause, not across recordings."""
+    from awesearch.speaker_index import CONTEXT_GAP_S, SpeakerData
+    from awesearch.speakers import load_speaker_model
+
+    model = load_speaker_model()
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 256))
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)  # two unrelated voices (cosine ~0)
+    noisy = a + 0.6 * rng.normal(size=256) / 16
+    emb = np.stack([a, noisy / np.linalg.norm(noisy), b, a, a]).astype(np.float32)
+    starts = np.array([0.0, 2.0, 3.0, 5.0 + CONTEXT_GAP_S + 1, 0.0])
+    data = SpeakerData(["x.wav", "y.wav"], np.array([0, 0, 0, 0, 1]), starts, starts + np.array([2.0, 0.5, 2, 2, 2]), emb)
+    ctx = data.with_context(model).context
+    assert np.allclose(ctx[2], b, atol=1e-6)  # the other voice takes nothing from its neighbours
+    assert np.allclose(ctx[3], a, atol=1e-6) and np.allclose(ctx[4], a, atol=1e-6)  # too far; another recording
+    want = (2.0 * a + 0.5 * emb[1]) / 2.5  # the short piece and its agreeing neighbour, weighted by seconds
+    assert np.allclose(ctx[1], want, atol=1e-5) and np.allclose(ctx[0], want, atol=1e-5)
+    assert float(ctx[1] @ a) > float(emb[1] @ a)
 
 
 def test_two_voices_are_told_apart(voices_dir, model):
@@ -132,7 +155,7 @@ def test_pieces_are_stored_per_file(index):
     assert {f"{t.name}.parquet" for t in store.manifest.speaker_tables} <= store.referenced_names()
     data = load_speaker_data(store)
     assert sorted(p.rsplit("/", 1)[1] for p in data.by_path) == ["alice.wav", "bob.wav", "mixed.wav"]
-    assert np.all(data.ends > data.starts) and np.all(data.ends - data.starts >= 1.0 - 1e-6)
+    assert np.all(data.ends > data.starts) and np.all(data.ends - data.starts <= 3.0 + 1e-6)
 
 
 def test_speaker_table_magic_is_checked(index, tmp_path):
