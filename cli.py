@@ -248,10 +248,9 @@ def query(
             from awesearch.speaker_index import open_filter
             from awesearch.speakers import speaker_examples
 
-            if batch is not None or (index and len(index) > 1):
-                raise QueryError("--speaker and --speaker-id work with --text or --audio on one index, not --queries or shards")
             voice_filter = open_filter(
-                resolve_index_dir(index[0] if index else None), speaker_examples(speaker or [], speaker_start or [], speaker_end or []), speaker_id
+                [Path(d) for d in index] if index and len(index) > 1 else [resolve_index_dir(index[0] if index else None)],
+                speaker_examples(speaker or [], speaker_start or [], speaker_end or []), speaker_id,
             )
 
         if batch is None:
@@ -269,7 +268,9 @@ def query(
             engine = ShardedEngine.open(index)
         else:
             engine = SearchEngine.open(resolve_index_dir(index[0] if index else None))
-        if voice_filter is not None:
+        if voice_filter is not None and batch is not None:
+            results = list(zip(batch, voice_filter.search_texts(engine, batch, top, threshold)))
+        elif voice_filter is not None:
             run = lambda k: engine.search(text=text, audio=examples, k=k, threshold=threshold)  # noqa: E731
             results = [(text, voice_filter.search(run, engine.limits(top, threshold)[0]))]
         elif batch is None:

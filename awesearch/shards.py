@@ -37,12 +37,20 @@ class ShardedEngine:
                 )
         return cls([SearchEngine.open(d) for d in dirs])  # each with its own phonetic store and calibration
 
+    @property
+    def calibrated(self) -> bool:
+        return all(e.calibrated for e in self.engines)
+
+    def limits(self, k: int | None, threshold: float | None) -> tuple[int, float | None]:
+        """The effective (cap, threshold) of a query, as the first shard's SearchEngine.limits."""
+        return self.engines[0].limits(k, threshold)
+
     def search(self, k: int | None = None, threshold: float | None = None, **query) -> list[Hit]:
         """SearchEngine.search on every shard (text=, audio=, start=, end=), merged."""
-        cap, _ = self.engines[0].limits(k, threshold)
+        cap, _ = self.limits(k, threshold)
         return nms([h for e in self.engines for h in e.search(k=k, threshold=threshold, **query)], cap)
 
     def search_texts(self, texts: list[str], k: int | None = None, threshold: float | None = None) -> list[list[Hit]]:
-        cap, _ = self.engines[0].limits(k, threshold)
+        cap, _ = self.limits(k, threshold)
         per_shard = [e.search_texts(texts, k=k, threshold=threshold) for e in self.engines]
         return [nms([h for shard in per_shard for h in shard[i]], cap) for i in range(len(texts))]

@@ -403,26 +403,50 @@ class SpeakerFilter:
             pool = min(POOL_MAX, pool * 4)
 
 
-def open_filter(index_dir: Path, examples: list | None = None, voice: str | None = None) -> SpeakerFilter:
-    """A SpeakerFilter for --speaker examples (awesearch.speakers.SpeakerExample) or a --speaker-id voice."""
+    def search_texts(self, engine, texts: list[str], k: int | None, threshold: float | None) -> list[list[SpeakerHit]]:
+        """The --queries path: each text searched (engine: SearchEngine or ShardedEngine) and filtered."""
+        cap, _ = engine.limits(k, threshold)
+        return [self.search(lambda n, t=t: engine.search(text=t, k=n, threshold=threshold), cap) for t in texts]
+
+
+def open_filter(index_dirs: list, examples: list | None = None, voice: str | None = None) -> SpeakerFilter:
+    """A SpeakerFilter over one index or several (shards: their pieces are read as one archive) for --speaker
+    examples (awesearch.speakers.SpeakerExample) or a --speaker-id voice (one index only: voices are per index)."""
     from .speakers import examples_prototype, load_speaker_model
     from .store import IndexStore
 
     if bool(examples) == (voice is not None):
         raise QueryError("give --speaker CLIP (repeatable) or --speaker-id VOICE, not both")
-    store = IndexStore.open(index_dir)
+    dirs = [Path(d) for d in index_dirs]
+    if voice is not None and len(dirs) > 1:
+        raise QueryError("--speaker-id names a voice of one index (each index numbers its own voices); with several --index give --speaker CLIP")
+    stores = [IndexStore.open(d) for d in dirs]
     model = load_speaker_model()
-    if not store.manifest.speaker_tables:
-        raise QueryError(f"index {index_dir} has no speaker embeddings (index it with this awesearch version)")
-    check_speaker_model(store.manifest, model, Path(index_dir))
-    data = load_speaker_data(store).with_context(model)
+    for d, store in zip(dirs, stores):
+        if not store.manifest.speaker_tables:
+            raise QueryError(f"index {d} has no speaker embeddings (index it with this awesearch version)")
+        check_speaker_model(store.manifest, model, d)
+    data = merge_speaker_data([load_speaker_data(store) for store in stores]).with_context(model)
     if voice is None:
         return SpeakerFilter(model, data, examples_prototype(model, examples))
-    voices = load_voices(store)
+    voices = load_voices(stores[0])
     if voices is None:
         raise QueryError("this index has no voices yet: run `awesearch speakers` first")
     v = voices.find(voice)
     return SpeakerFilter(model, data, v.centroid, voices, voices.voices.index(v))
+
+
+def merge_speaker_data(parts: list[SpeakerData]) -> SpeakerData:
+    """The pieces of several indexes as one (paths are absolute, so a recording keeps its pieces)."""
+    if len(parts) == 1:
+        return parts[0]
+    paths = sorted({p for d in parts for p in d.paths})
+    dense = {p: i for i, p in enumerate(paths)}
+    file_idx = np.concatenate([np.asarray([dense[d.paths[int(i)]] for i in d.file_idx], int) for d in parts])
+    return SpeakerData(
+        paths, file_idx, *(np.concatenate([getattr(d, a) for d in parts]) for a in ("starts", "ends")),
+        np.concatenate([d.emb for d in parts]).reshape(-1, HIDDEN),
+    )
 
 
 # -- changing the voices (under the writer lock) ---------------------------------------------------

@@ -296,3 +296,26 @@ def test_help_texts():
     q = invoke("query", "--help").stdout
     for option in ("--speaker", "--speaker-start", "--speaker-end", "--speaker-id"):
         assert option in q
+
+
+def test_speaker_filter_in_batch_and_shards(index, voices_dir, tmp_path):
+    """--queries and several --index take --speaker; --speaker-id names a voice of one index only."""
+    from indexer import index_paths
+
+    queries = tmp_path / "q.txt"
+    queries.write_text("session\nprince\n")
+    res = invoke("query", "--queries", queries, "--speaker", voices_dir / "bob_clip.wav", "--index", index, "--json", "-k", "50")
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [d["query"] for d in lines] == ["session", "prince"] and lines[0]["hits"]
+    assert all(h["speaker_score"] >= 0.5 and not h["path"].endswith("alice.wav") for d in lines for h in d["hits"])
+
+    shard = tmp_path / "shard"
+    (tmp_path / "more").mkdir()
+    write_audio(tmp_path / "more" / "alice_more.wav", say(TEXT_B[1:], VOICE_A))
+    index_paths([tmp_path / "more"], shard, model="random")
+    res = invoke("query", "--text", "session", "--speaker", voices_dir / "alice_clip.wav", "--index", index, "--index", shard, "--json", "-k", "50")
+    assert res.exit_code == 0, res.output
+    names = {h["path"].rsplit("/", 1)[1] for h in json.loads(res.stdout)}
+    assert "alice_more.wav" in names and "bob.wav" not in names  # a hit from each shard's pieces
+    one_line_error(invoke("query", "--text", "session", "--speaker-id", "S1", "--index", index, "--index", shard), "one index")
