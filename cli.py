@@ -241,8 +241,8 @@ def query(
             check_text(text)
         examples = audio_spans(audio or [], start or [], end or [])
         batch = read_queries(queries) if queries is not None else None
-        if within is not None and (batch is not None or (index and len(index) > 1) or speaker or speaker_id is not None):
-            raise QueryError("--within works with --text or --audio on one index, not with --queries, shards or --speaker")
+        if within is not None and (batch is not None or (index and len(index) > 1)):
+            raise QueryError("--within works with --text or --audio on one index, not with --queries or shards")
         voice_filter = None
         if speaker or speaker_id is not None or speaker_start or speaker_end:
             from awesearch.speaker_index import open_filter
@@ -271,7 +271,7 @@ def query(
         if voice_filter is not None and batch is not None:
             results = list(zip(batch, voice_filter.search_texts(engine, batch, top, threshold)))
         elif voice_filter is not None:
-            run = lambda k: engine.search(text=text, audio=examples, k=k, threshold=threshold)  # noqa: E731
+            run = lambda k: engine.search(text=text, audio=examples, k=k, threshold=threshold, within=within)  # noqa: E731
             results = [(text, voice_filter.search(run, engine.limits(top, threshold)[0]))]
         elif batch is None:
             results = [(text, engine.search(text=text, audio=examples, k=top, threshold=threshold, within=within))]

@@ -36,6 +36,7 @@ NEIGHBOURS = 2  # a piece is judged with up to this many pieces on each side of 
 CONTEXT_GAP_S = 2.0  # ... that start within this many seconds of its edge and agree with it (p >= ACCEPT_P)
 POOL_START = 200  # hits fetched before speaker filtering (doubled while too few survive)
 POOL_MAX = 20_000  # hits fetched at most
+SHARDED_VOICE = "--speaker-id names a voice of one index (each index numbers its own voices); with several --index give --speaker CLIP"
 
 
 @dataclass
@@ -409,17 +410,39 @@ class SpeakerFilter:
         return [self.search(lambda n, t=t: engine.search(text=t, k=n, threshold=threshold), cap) for t in texts]
 
 
-def open_filter(index_dirs: list, examples: list | None = None, voice: str | None = None) -> SpeakerFilter:
-    """A SpeakerFilter over one index or several (shards: their pieces are read as one archive) for --speaker
-    examples (awesearch.speakers.SpeakerExample) or a --speaker-id voice (one index only: voices are per index)."""
-    from .speakers import examples_prototype, load_speaker_model
+@dataclass
+class SpeakerSource:
+    """The speaker side of one opened index or several (shards): the model, all live pieces with their
+    context, and the voices (of a single index only: each index numbers its own)."""
+
+    model: SpeakerModel
+    data: SpeakerData
+    voices: Voices | None
+    shards: int  # indexes read
+
+    def for_examples(self, examples: list) -> SpeakerFilter:
+        """A filter for --speaker examples (awesearch.speakers.SpeakerExample; QueryError on a bad clip)."""
+        from .speakers import examples_prototype
+
+        return SpeakerFilter(self.model, self.data, examples_prototype(self.model, examples))
+
+    def for_voice(self, key: str) -> SpeakerFilter:
+        """A filter for a voice of `awesearch speakers`, by id (S3) or name."""
+        if self.shards > 1:
+            raise QueryError(SHARDED_VOICE)
+        if self.voices is None:
+            raise QueryError("this index has no voices yet: run `awesearch speakers` first")
+        v = self.voices.find(key)
+        return SpeakerFilter(self.model, self.data, v.centroid, self.voices, self.voices.voices.index(v))
+
+
+def open_speakers(index_dirs: list) -> SpeakerSource:
+    """Read the speaker pieces (and voices) of one index or several; QueryError when one has none,
+    IndexFormatError when they come from another speaker model."""
+    from .speakers import load_speaker_model
     from .store import IndexStore
 
-    if bool(examples) == (voice is not None):
-        raise QueryError("give --speaker CLIP (repeatable) or --speaker-id VOICE, not both")
     dirs = [Path(d) for d in index_dirs]
-    if voice is not None and len(dirs) > 1:
-        raise QueryError("--speaker-id names a voice of one index (each index numbers its own voices); with several --index give --speaker CLIP")
     stores = [IndexStore.open(d) for d in dirs]
     model = load_speaker_model()
     for d, store in zip(dirs, stores):
@@ -427,13 +450,17 @@ def open_filter(index_dirs: list, examples: list | None = None, voice: str | Non
             raise QueryError(f"index {d} has no speaker embeddings (index it with this awesearch version)")
         check_speaker_model(store.manifest, model, d)
     data = merge_speaker_data([load_speaker_data(store) for store in stores]).with_context(model)
-    if voice is None:
-        return SpeakerFilter(model, data, examples_prototype(model, examples))
-    voices = load_voices(stores[0])
-    if voices is None:
-        raise QueryError("this index has no voices yet: run `awesearch speakers` first")
-    v = voices.find(voice)
-    return SpeakerFilter(model, data, v.centroid, voices, voices.voices.index(v))
+    return SpeakerSource(model, data, load_voices(stores[0]) if len(stores) == 1 else None, len(stores))
+
+
+def open_filter(index_dirs: list, examples: list | None = None, voice: str | None = None) -> SpeakerFilter:
+    """A SpeakerFilter over one index or several for --speaker examples or a --speaker-id voice."""
+    if bool(examples) == (voice is not None):
+        raise QueryError("give --speaker CLIP (repeatable) or --speaker-id VOICE, not both")
+    if voice is not None and len(index_dirs) > 1:  # before reading anything
+        raise QueryError(SHARDED_VOICE)
+    source = open_speakers(index_dirs)
+    return source.for_voice(voice) if voice is not None else source.for_examples(examples)
 
 
 def merge_speaker_data(parts: list[SpeakerData]) -> SpeakerData:

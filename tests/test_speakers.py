@@ -203,6 +203,40 @@ def test_speakers_lists_names_and_filters(index, voices_dir):
     one_line_error(invoke("speakers", "name", "S99", "x", "--index", index), "no voice 'S99'")
 
 
+def test_web_api_filters_by_voice(index, voices_dir):
+    """GET /api/search takes speaker= (a voice of `awesearch speakers`) or an indexed span as the voice; the
+    page's info lists the voices; bad speaker parameters are a 400 with a one-line JSON error."""
+    from starlette.testclient import TestClient
+
+    from awesearch.web.app import create_app, open_archive
+
+    assert invoke("speakers", "--index", index).exit_code == 0  # voices exist (named or not)
+    archive = open_archive(index)
+    bob = next(i for i, p in enumerate(archive.paths) if p.endswith("bob.wav"))
+    with TestClient(create_app(archive)) as client:
+        info = client.get("/api/info").json()["speakers"]
+        assert info["pieces"] and len(info["voices"]) == 2
+        r = client.get("/api/search", params={"text": "session", "k": 50, "speaker_file": bob, "speaker_start": 0, "speaker_end": 6})
+        assert r.status_code == 200, r.text
+        hits = r.json()["hits"]
+        assert hits and all(h["speaker_score"] >= 0.5 and not h["path"].endswith("alice.wav") for h in hits)
+        voice = next(v["id"] for v in info["voices"])
+        r = client.get("/api/search", params={"text": "session", "k": 50, "speaker": voice})
+        assert r.status_code == 200 and all("speaker_score" in h for h in r.json()["hits"])
+        for params, message in [
+            ({"speaker": "S99"}, "no voice 'S99'"),
+            ({"speaker": voice, "speaker_file": bob}, "not both"),
+            ({"speaker_start": 0}, "needs speaker_file"),
+            ({"speaker_file": bob, "speaker_start": 0.5, "speaker_end": 1.2}, "too short"),
+            ({"speaker_file": 99, "speaker_start": 0, "speaker_end": 1}, "no recording"),
+        ]:
+            r = client.get("/api/search", params={"text": "session", **params})
+            assert r.status_code in (400, 404) and r.headers["content-type"] == "application/json", r.text
+            body = r.json()
+            assert set(body) == {"error"} and "\n" not in body["error"] and message in body["error"], body
+        assert client.get("/").status_code == 200 and 'id="voice"' in client.get("/").text
+
+
 def test_speaker_clip_filters_hits(index, voices_dir):
     plain = json.loads(invoke("query", "--text", "session", "--index", index, "--json", "-k", "50").stdout)
     assert "alice.wav" in {h["path"].rsplit("/", 1)[1] for h in plain}  # so the filter has something to remove

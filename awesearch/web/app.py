@@ -2,8 +2,11 @@
 
     GET  /                         the page (static/index.html; /?q=prince runs that search on load)
     GET  /api/info                 what the index holds, and the recordings by file id
-    GET  /api/search               text=... | file=ID&start=S&end=E ("more like this"); k, threshold, format
-    POST /api/search               body: an audio clip (query by example); start, end, text, k, threshold, format
+    GET  /api/search               text=... | file=ID&start=S&end=E ("more like this"); k, threshold, format,
+                                   within, speaker (a voice of `awesearch speakers`: id or name) or
+                                   speaker_file=ID&speaker_start=S&speaker_end=E (an indexed span as the voice)
+    POST /api/search               body: an audio clip (query by example); start, end, text, k, threshold, format,
+                                   within, speaker...
     GET  /api/audio/{id}           a recording by file id, HTTP Range (206), streamed; transcode=1 forces WAV
     GET  /api/peaks/{id}           start, end, n: [min, max] pairs for a waveform
 
@@ -78,6 +81,17 @@ class Archive:
     # Searches run one at a time on one long-lived thread: the engine is not re-entrant, and torch/OpenMP
     # keep per-thread state that a fresh pool thread per request would pay for again.
     searcher: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="awesearch-search"))
+    speakers: object = None  # awesearch.speaker_index.SpeakerSource, read on the first speaker-filtered search
+
+    def speaker_filter(self, spec: dict):
+        """A SpeakerFilter for {"voice": key} or {"example": SpeakerExample} (on the search thread)."""
+        from awesearch.speaker_index import open_speakers
+
+        if self.speakers is None:
+            self.speakers = open_speakers([self.index_dir])
+        return self.speakers.for_voice(spec["voice"]) if "voice" in spec else self.speakers.for_examples([spec["example"]])
+
+    speaker_info: dict = field(default_factory=dict)  # {"pieces": bool, "voices": [{"id", "name"}]} for the page
 
     @property
     def paths(self) -> list[str]:
@@ -94,7 +108,17 @@ def open_archive(index_dir: str | Path) -> Archive:
     engine = SearchEngine.open(index_dir)
     by_path = {f.path: f.duration for f in store.load_files()}
     paths = engine.table.paths
-    return Archive(index_dir, engine, store.stats(), [float(by_path.get(p, 0.0)) for p in paths], {p: i for i, p in enumerate(paths)})
+    from awesearch.speaker_index import load_voices
+
+    voices = load_voices(store)
+    speaker_info = {
+        "pieces": bool(store.manifest.speaker_tables),
+        "voices": [{"id": v.id, "name": v.name} for v in voices.voices] if voices else [],
+    }
+    return Archive(
+        index_dir, engine, store.stats(), [float(by_path.get(p, 0.0)) for p in paths], {p: i for i, p in enumerate(paths)},
+        speaker_info=speaker_info,
+    )
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -155,8 +179,9 @@ def recording(archive: Archive, fid: int) -> Path:
 # -- search ----------------------------------------------------------------------------------------
 
 
-SEARCH_GET_PARAMS = {"text", "file", "start", "end", "k", "threshold", "format", "within"}
-SEARCH_POST_PARAMS = {"text", "start", "end", "k", "threshold", "format", "filename", "within"}
+SPEAKER_PARAMS = {"speaker", "speaker_file", "speaker_start", "speaker_end"}
+SEARCH_GET_PARAMS = {"text", "file", "start", "end", "k", "threshold", "format", "within"} | SPEAKER_PARAMS
+SEARCH_POST_PARAMS = {"text", "start", "end", "k", "threshold", "format", "filename", "within"} | SPEAKER_PARAMS
 
 
 def search_options(request: Request) -> dict:
@@ -177,17 +202,41 @@ def search_options(request: Request) -> dict:
     return {"options": options, "format": fmt}
 
 
+def speaker_param(request: Request, archive: Archive) -> dict | None:
+    """The voice to filter by: {"voice": id or name}, {"example": SpeakerExample of an indexed span}, or None."""
+    from awesearch.speakers import SpeakerExample
+
+    voice = (request.query_params.get("speaker") or "").strip() or None
+    fid = request.query_params.get("speaker_file") or None
+    start, end = float_param(request, "speaker_start", lo=0), float_param(request, "speaker_end", lo=0)
+    if voice is not None and (fid is not None or start is not None or end is not None):
+        raise ApiError(400, "give speaker= (a voice) or speaker_file=, speaker_start= and speaker_end= (a span), not both")
+    if voice is not None:
+        return {"voice": voice}
+    if fid is None and start is None and end is None:
+        return None
+    if fid is None or start is None or end is None:
+        raise ApiError(400, "a voice by example needs speaker_file, speaker_start and speaker_end")
+    return {"example": SpeakerExample(str(recording(archive, file_id_of(archive, fid))), start, end)}
+
+
 def text_param(request: Request) -> str | None:
     text = request.query_params.get("text")
     return text if text is not None and text.strip() else None
 
 
-async def run_search(archive: Archive, **query) -> tuple[list, float]:
-    """(hits, milliseconds) of engine.search(**query) on the archive's search thread."""
+async def run_search(archive: Archive, speaker: dict | None = None, **query) -> tuple[list, float]:
+    """(hits, milliseconds) of engine.search(**query) on the archive's search thread; with speaker (see
+    speaker_param) only the hits in that voice, each with its speaker_score."""
 
     def call():
         t0 = time.perf_counter()
-        hits = archive.engine.search(**query)
+        if speaker is None:
+            hits = archive.engine.search(**query)
+        else:
+            voice = archive.speaker_filter(speaker)
+            cap, _ = archive.engine.limits(query.get("k"), query.get("threshold"))
+            hits = voice.search(lambda n: archive.engine.search(**{**query, "k": n}), cap)
         return hits, (time.perf_counter() - t0) * 1000
 
     return await asyncio.wrap_future(archive.searcher.submit(call))
@@ -232,7 +281,8 @@ async def search_get(request: Request) -> Response:
         raise ApiError(400, "start and end need file= (a span of an indexed recording) or a POSTed clip")
     elif text is None:
         raise ApiError(400, "give text= (one to four words) or file=, start= and end=")
-    hits, ms = await run_search(archive, text=text, audio=audio, start=start, end=end, **opts["options"])
+    speaker = speaker_param(request, archive)
+    hits, ms = await run_search(archive, speaker, text=text, audio=audio, start=start, end=end, **opts["options"])
     label = text or (f"like {audio.stem} {start:.1f}s" if audio else EXAMPLE_LABEL)
     return results_response(archive, label, hits, ms, opts["format"], query)
 
@@ -266,12 +316,13 @@ async def search_post(request: Request) -> Response:
     opts = search_options(request)
     text = text_param(request)
     start, end = float_param(request, "start", lo=0), float_param(request, "end", lo=0)
+    speaker = speaker_param(request, archive)
     body = await read_upload(request)
     with tempfile.TemporaryDirectory(prefix="awesearch-upload-") as tmp:
         clip = Path(tmp) / f"clip{upload_suffix(request)}"
         clip.write_bytes(body)
         try:
-            hits, ms = await run_search(archive, text=text, audio=clip, start=start, end=end, **opts["options"])
+            hits, ms = await run_search(archive, speaker, text=text, audio=clip, start=start, end=end, **opts["options"])
         except AwesearchError as e:  # the engine names the temporary file; the user knows it as their upload
             raise type(e)(str(e).replace(str(clip), "uploaded clip")) from None
     query = {"text": text, "audio": "upload", "start": start, "end": end}
@@ -301,6 +352,7 @@ async def info(request: Request) -> Response:
                 {"file_id": i, "path": p, "name": Path(p).name, "duration": archive.durations[i], "audio_url": f"/api/audio/{i}"}
                 for i, p in enumerate(archive.paths)
             ],
+            "speakers": archive.speaker_info,
             "formats": list(FORMATS),
             "format_extensions": EXTENSIONS,
             "limits": {"max_k": MAX_K, "max_upload_bytes": MAX_UPLOAD_BYTES},

@@ -28,6 +28,7 @@ function options() {
   if (k) params.set("k", k);
   if (t) params.set("threshold", t);
   if (w) params.set("within", w);
+  if ($("voice").value) params.set("speaker", $("voice").value);
   return params;
 }
 
@@ -63,7 +64,7 @@ function searchText(text) {
   const params = options();
   params.set("text", text);
   const url = new URLSearchParams({q: text});
-  for (const key of ["k", "threshold", "within"]) if (params.has(key)) url.set(key, params.get(key));
+  for (const key of ["k", "threshold", "within", "speaker"]) if (params.has(key)) url.set(key, params.get(key));
   history.replaceState(null, "", `/?${url}`);
   return run({method: "GET", params, label: `"${text}"`});
 }
@@ -100,6 +101,10 @@ function render() {
     li.querySelector(".file").title = hit.path;
     li.querySelector(".time").textContent = `${fmtTime(hit.start)}–${fmtTime(hit.end)}`;
     li.querySelector(".score").textContent = hit.score.toFixed(3);
+    if (hit.speaker_score !== undefined) {
+      li.querySelector(".score").textContent += ` · voice ${hit.speaker_score.toFixed(2)}`;
+      li.querySelector(".score").title = "score; probability that the chosen voice says it";
+    }
     li.querySelector(".play").onclick = () => { select(i); playHit(hit); };
     li.querySelector(".like").onclick = () => searchLike(hit);
     li.querySelector(".open").onclick = () => { select(i); openFile(hit); };
@@ -239,6 +244,7 @@ async function loadInfo() {
   if (!response.ok) { $("info-body").textContent = data.error; return; }
   formats = data.formats;
   renderExports();
+  renderVoices(data.speakers);
   const rows = [["recordings", `${data.files} (${data.hours.toFixed(2)} h)`], ["windows", data.windows], ["encoder", data.encoder], ["index", data.index], ["updated", data.updated]];
   const table = document.createElement("table");
   for (const [k, v] of rows) {
@@ -259,6 +265,20 @@ async function loadInfo() {
     body.push(p, ul);
   }
   $("info-body").replaceChildren(...body);
+}
+
+function renderVoices(speakers) {
+  // the voices of `awesearch speakers`, when the index has any: filter the hits by one of them
+  const select = $("voice");
+  for (const v of speakers.voices) {
+    const option = document.createElement("option");
+    option.value = v.id;
+    option.textContent = v.name ? `${v.id} ${v.name}` : v.id;
+    select.appendChild(option);
+  }
+  const wanted = new URLSearchParams(location.search).get("speaker");
+  if (wanted && [...select.options].some((o) => o.value === wanted)) select.value = wanted;
+  $("voice-label").hidden = speakers.voices.length === 0;
 }
 
 let recorder = null;
@@ -314,8 +334,9 @@ const initial = new URLSearchParams(location.search);
 if (initial.get("k")) $("k").value = initial.get("k");
 if (initial.get("threshold")) $("threshold").value = initial.get("threshold");
 if (initial.get("within")) $("within").value = initial.get("within");
-loadInfo();
-if (initial.get("q")) {
-  $("q").value = initial.get("q");
-  searchText(initial.get("q"));
-}
+loadInfo().then(() => {  // after the voices are known, so /?q=...&speaker=S1 searches in that voice
+  if (initial.get("q")) {
+    $("q").value = initial.get("q");
+    searchText(initial.get("q"));
+  }
+});
