@@ -136,7 +136,7 @@ def index_paths(
     verify: see IndexWriter.open; damaged index data is dropped and its recordings re-embedded (repair.py).
     cluster: a Dask scheduler address; files are embedded on its workers, this process commits (cluster.py).
     IndexWriteError (one line) when the disk fills up or a write fails; every earlier commit stays intact.
-    speakers: also store speaker embeddings of the speech (awesearch/speakers.py; not on a cluster; False:
+    speakers: also store speaker embeddings of the speech (awesearch/speakers.py, on a cluster too; False:
     benchmarks only).
     """
     from awesearch.encoder import load_encoder
@@ -174,7 +174,7 @@ def index_paths(
         report.repaired = writer.repaired
         scanned_paths = {s.path for s in scanned}
         report.lost = [p for p in writer.repaired if p not in scanned_paths]
-        speaker_model = _speaker_model() if speakers and cluster is None else None
+        speaker_model = _speaker_model() if speakers else None
         if speaker_model is not None:
             check_speaker_model(writer.manifest, speaker_model, Path(index_dir))
         if jobs == 1 and client is None and work.todo:
@@ -212,7 +212,7 @@ def index_paths(
         if client is not None:
             from .workers import cluster_stream
 
-            events = cluster_stream(client, files, source, phone is not None, threads)
+            events = cluster_stream(client, files, source, phone is not None, threads, speaker_model.checksum if speaker_model else "")
         elif jobs == 1:
             events = embed_stream(files, encoder, phone, pack=pack, speaker_model=speaker_model)
         else:

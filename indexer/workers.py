@@ -135,16 +135,22 @@ class _EventSink:
         self.codes = codes
         return len(codes)
 
+    def add_speakers(self, key: int, starts, ends, emb, model_checksum: str) -> None:
+        from .embed import Speakers
 
-def cluster_stream(client, files: list[tuple[int, str]], source: str, phonetic: bool, threads: int | None) -> Iterator:
-    """embed_stream's events for `files`, embedded on a Dask cluster (indexer/cluster.py), in order."""
+        self.windows.append(Speakers(key, starts, ends, emb))
+
+
+def cluster_stream(client, files: list[tuple[int, str]], source: str, phonetic: bool, threads: int | None, speaker_model: str = "") -> Iterator:
+    """embed_stream's events for `files`, embedded on a Dask cluster (indexer/cluster.py), in order; with
+    speaker_model (a speaker model's checksum), Speakers events too."""
     from awesearch.errors import AudioDecodeError
 
     from .cluster import ClusterEmbedder
     from .embed import ChunkDone, FileDone, FileFailed
 
     sink = _EventSink()
-    embedder = ClusterEmbedder(client, [p for _, p in files], source, phonetic, threads, sink)
+    embedder = ClusterEmbedder(client, [p for _, p in files], source, phonetic, threads, sink, speaker_model)
     for key, path in files:
         try:
             audio_s, speech_s, n, _ = embedder.embed(path, file_id=key, on_chunk=lambda s, n: None)

@@ -20,7 +20,8 @@ def _encoders_loaded() -> int:
 
 @pytest.mark.slow
 def test_two_worker_cluster_equals_local_run(tmp_path):
-    """Shipped encoder and phoneme head: windows, files table and phonetic frames all equal a local --no-pack run's."""
+    """Shipped encoder and phoneme head: windows, files table, phonetic frames and speaker pieces all equal a local
+    --no-pack run's."""
     distributed = pytest.importorskip("distributed")
     audio = tmp_path / "audio"
     write_audio(audio / "a.wav", speech(["the prince spoke to us"])[0])
@@ -43,6 +44,14 @@ def test_two_worker_cluster_equals_local_run(tmp_path):
     phon = {p.name: p.read_bytes() for p in local.glob("phon-*.awp")}
     assert len(phon) == 2 and phon == {p.name: p.read_bytes() for p in remote.glob("phon-*.awp")}
     assert IndexStore.open(remote).verify(full=True) == []
+    from awesearch.speaker_index import load_speaker_data  # the workers stored the speaker pieces a local run stores
+
+    here, there = load_speaker_data(IndexStore.open(local)), load_speaker_data(IndexStore.open(remote))
+    assert len(here.starts) >= 2 and here.paths == there.paths
+    order_here, order_there = np.lexsort((here.starts, here.file_idx)), np.lexsort((there.starts, there.file_idx))
+    for a_, b_ in [(here.file_idx, there.file_idx), (here.starts, there.starts), (here.ends, there.ends), (here.emb, there.emb)]:
+        assert np.allclose(a_[order_here], b_[order_there], atol=1e-3)
+    assert IndexStore.open(remote).manifest.speaker_model == IndexStore.open(local).manifest.speaker_model
 
 
 def test_unreachable_scheduler_is_one_line(corpus, tmp_path, monkeypatch):
