@@ -111,6 +111,8 @@ def index(
     if report.repaired:
         out.print(f"repaired: {len(report.repaired)} recordings had damaged index data and were re-embedded "
                   f"({len(report.lost)} not under the given paths: index their folders too)", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        out.print(f"repaired: {note}", highlight=False, soft_wrap=True)
     for p in report.lost:
         out.print(f"lost {p}: its index data was damaged; index its folder again", highlight=False, soft_wrap=True)
     for s in report.skipped:

@@ -67,6 +67,7 @@ class IndexReport:
     windows: int = 0  # windows embedded this run
     wall_s: float = 0.0  # seconds the run took
     repaired: list[str] = field(default_factory=list)  # recordings whose index data was damaged (re-embedded if scanned)
+    notes: list[str] = field(default_factory=list)  # other repairs made at open (indexer/repair.py)
     lost: list[str] = field(default_factory=list)  # those of them not under the given paths (still to re-index)
 
     @property
@@ -172,6 +173,7 @@ def index_paths(
         set_torch_threads(threads)
         work = plan(paths, scanned, writer.files)
         report.repaired = writer.repaired
+        report.notes = writer.notes
         scanned_paths = {s.path for s in scanned}
         report.lost = [p for p in writer.repaired if p not in scanned_paths]
         speaker_model = _speaker_model() if speakers else None

@@ -6,6 +6,9 @@ segment (.faiss or .parquet) is dropped from the manifest and every recording wi
 retried), so exactly the recordings whose data was lost are embedded again. Their rows in other segments
 become dead rows (tombstones) that compaction removes. A damaged files table loses the map from file ids
 to paths: every segment is dropped and every recording under the given folders is embedded again.
+A damaged speaker table (spk-N.parquet) is dropped and the recordings left without speaker pieces (indexed,
+with speech, and in no intact speaker table) are re-embedded the same way. A damaged voices file
+(spkc-N.json) is dropped: `awesearch speakers` clusters the voices again (their names are lost: a note says so).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord, IndexSto
 SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.(faiss|parquet)$")
 APPROX_FILE = re.compile(r"^approx-\d{6}\.(faiss|rows)$")
 PHONETIC_FILE = re.compile(r"^phon-(\d{8})\.awp$")  # store.phonetic_name: one per recording, by file_id
+SPEAKER_FILE = re.compile(r"^(spk-\d{6})\.parquet$")
+VOICES_FILE = re.compile(r"^spkc-\d{6}\.json$")
+VOICES_LOST = "the voices file {} was damaged and dropped: run `awesearch speakers` to find the voices again (names given to them are lost)"
 LOST_REASON = "its index data was lost ({}); re-embedded when its folder is indexed again"
 
 
@@ -35,6 +41,21 @@ def _segment_file_ids(store: IndexStore, seg, parquet_ok: bool) -> np.ndarray | 
     return np.arange(seg.file_id_min, seg.file_id_max + 1)
 
 
+def _speaker_losses(store: IndexStore, manifest: Manifest, bad: set[str], files: dict[str, FileRecord]) -> dict[int, str]:
+    """Drop damaged speaker tables and voices; {file id: reason} of the recordings left without speaker pieces."""
+    if manifest.speaker_voices in bad:
+        manifest.speaker_voices = None
+    bad_tables = {m.group(1) for name in bad if (m := SPEAKER_FILE.match(name))}
+    if not bad_tables:
+        return {}
+    from awesearch.speaker_index import read_speaker_table
+
+    manifest.speaker_tables = [t for t in manifest.speaker_tables if t.name not in bad_tables]
+    kept = {int(f) for t in manifest.speaker_tables for f in np.unique(read_speaker_table(store.directory, t)[0])}
+    what = ", ".join(sorted(f"{t}.parquet" for t in bad_tables))
+    return {f.file_id: what for f in files.values() if f.status == STATUS_INDEXED and f.windows > 0 and f.file_id not in kept}
+
+
 def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[dict[str, FileRecord], list[str]]:
     """Drop damaged data from `manifest` (in place); returns (files by path, paths whose data was lost).
 
@@ -45,7 +66,7 @@ def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[
     bad_segments = {m.group(1) for name in bad if (m := SEGMENT_FILE.match(name))}
     if manifest.approx and bad & {f"{manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}:
         manifest.approx = None  # derived from the segments: rebuilt at the end of the run, nothing is lost
-    known = (SEGMENT_FILE.match, APPROX_FILE.match, PHONETIC_FILE.match)
+    known = (SEGMENT_FILE.match, APPROX_FILE.match, PHONETIC_FILE.match, SPEAKER_FILE.match, VOICES_FILE.match)
     unknown = [d for d in damages if d.name != manifest.files_table and not any(k(d.name) for k in known)]
     if unknown:
         raise IndexDamagedError(
@@ -53,7 +74,7 @@ def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[
             unknown,
         )
     if table_lost:
-        manifest.segments, manifest.files_table = [], None
+        manifest.segments, manifest.files_table, manifest.speaker_tables = [], None, []  # voices stay: no file ids
         return {}, []
     files = {f.path: f for f in store.load_files()}
     lost_ids: set[int] = set()
@@ -70,6 +91,9 @@ def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[
         for fid in np.unique(ids).tolist():
             lost_ids.add(int(fid))
             reasons.setdefault(int(fid), what)
+    for fid, what in _speaker_losses(store, manifest, bad, files).items():
+        lost_ids.add(fid)
+        reasons.setdefault(fid, what)
     for name in bad:
         if m := PHONETIC_FILE.match(name):
             lost_ids.add(int(m.group(1)))

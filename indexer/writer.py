@@ -88,6 +88,7 @@ class IndexWriter:
         self._files = {f.path: f for f in IndexStore(directory, manifest).load_files()} if files is None else files
         self.committed_files = 0  # indexed records committed by this writer (for the disk-full message)
         self.repaired: list[str] = []  # paths whose index data was damaged and dropped at open
+        self.notes: list[str] = []  # other repairs at open the user must hear of (a dropped voices file)
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending_n = 0
         self._new_segments: list[SegmentInfo] = []  # written, not yet in a committed manifest
@@ -134,7 +135,7 @@ class IndexWriter:
 
     @classmethod
     def _verified(cls, directory: Path, manifest: Manifest, fd: int, verify: bool | None) -> "IndexWriter":
-        from .repair import repair
+        from .repair import VOICES_LOST, repair
 
         store = IndexStore(directory, manifest)
         if verify is None:
@@ -142,10 +143,12 @@ class IndexWriter:
         damages = store.verify(full=verify)
         if not damages:
             return cls(directory, manifest, fd)
+        voices = manifest.speaker_voices
         files, lost = repair(directory, manifest, damages)
         writer = cls(directory, manifest, fd, files)
         writer.commit([])  # the index no longer names the damaged files; their recordings are marked skipped
         writer.repaired = lost
+        writer.notes = [VOICES_LOST.format(voices)] if voices and not manifest.speaker_voices else []
         return writer
 
     @contextmanager

@@ -353,3 +353,39 @@ def test_speaker_filter_in_batch_and_shards(index, voices_dir, tmp_path):
     names = {h["path"].rsplit("/", 1)[1] for h in json.loads(res.stdout)}
     assert "alice_more.wav" in names and "bob.wav" not in names  # a hit from each shard's pieces
     one_line_error(invoke("query", "--text", "session", "--speaker-id", "S1", "--index", index, "--index", shard), "one index")
+
+
+def test_damaged_speaker_table_and_voices_are_repaired(voices_dir, tmp_path):
+    """index --verify drops a damaged speaker table and re-embeds exactly the recordings that lost their pieces;
+    a damaged voices file is dropped with a note, and `awesearch speakers` finds the voices again."""
+    from awesearch.speaker_index import load_speaker_data
+    from awesearch.store import IndexStore
+    from indexer import index_paths
+
+    corpus, idx = voices_dir / "corpus", tmp_path / "idx"
+    index_paths([corpus], idx, model="random", commit_interval_s=0.0)  # one commit, so one speaker table, per file
+    assert invoke("speakers", "--index", idx).exit_code == 0
+    store = IndexStore.open(idx)
+    bob = next(f.file_id for f in store.load_files() if f.path.endswith("bob.wav"))
+    from awesearch.speaker_index import read_speaker_table
+
+    table = next(t for t in store.manifest.speaker_tables if bob in read_speaker_table(idx, t)[0])
+    data = bytearray((idx / f"{table.name}.parquet").read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (idx / f"{table.name}.parquet").write_bytes(bytes(data))
+    assert invoke("check", "--index", idx).exit_code == 1
+
+    res = invoke("index", corpus, "--index", idx, "--model", "random", "--quiet", "--verify")
+    assert res.exit_code == 0 and "repaired: 1 recordings" in res.output and "1 indexed, 2 unchanged" in res.output, res.output
+    store = IndexStore.open(idx)
+    assert store.verify(full=True) == [] and not (idx / f"{table.name}.parquet").exists()
+    data = load_speaker_data(store)
+    assert sorted(p.rsplit("/", 1)[1] for p in data.by_path) == ["alice.wav", "bob.wav", "mixed.wav"]
+
+    voices = idx / store.manifest.speaker_voices
+    voices.write_text(voices.read_text()[:-20])
+    res = invoke("index", corpus, "--index", idx, "--model", "random", "--quiet", "--verify")
+    assert res.exit_code == 0 and "voices file" in res.output and "0 indexed, 3 unchanged" in res.output, res.output
+    assert IndexStore.open(idx).manifest.speaker_voices is None
+    listed = invoke("speakers", "--index", idx, "--json")
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 2
