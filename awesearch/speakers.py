@@ -152,6 +152,11 @@ class SpeakerModel:
         self.lstm.load_state_dict({k[5:]: v.float() for k, v in state_dict.items() if k.startswith("lstm.")})
         self.linear.load_state_dict({k[7:]: v.float() for k, v in state_dict.items() if k.startswith("linear.")})
         self.lstm.eval()
+        # bfloat16 halves the LSTM's CPU time where the CPU computes it natively (AVX512-BF16/AMX): embeddings
+        # within 2e-4 cosine of float32's, real-set verification EER 5.28 % against 5.26 %
+        self.bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if self.bf16:
+            self.lstm.to(torch.bfloat16)
         self.mean = np.asarray(mean, np.float32)  # [HIDDEN], zeros for raw Resemblyzer embeddings
         self.calibration = calibration
         self.name = name
@@ -163,31 +168,40 @@ class SpeakerModel:
         import torch
 
         with torch.inference_mode():
-            _, (hidden, _) = self.lstm(mels)
-            raw = torch.relu(self.linear(hidden[-1]))
+            _, (hidden, _) = self.lstm(mels.to(torch.bfloat16) if self.bf16 else mels)
+            raw = torch.relu(self.linear(hidden[-1].float()))
             return torch.nn.functional.normalize(raw, dim=1).numpy()
 
     def embed_raw(self, audio: np.ndarray, pieces: np.ndarray) -> np.ndarray:
         """Resemblyzer utterance embeddings [n, HIDDEN] of the pieces (seconds into audio), uncentred."""
+        return self.embed_raw_many([(audio, pieces)])[0]
+
+    def embed_raw_many(self, jobs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """embed_raw of several (audio, pieces), all partials in one LSTM batch (a batch of one partial costs
+        2.5x a partial of a batch of 4 or more)."""
         import torch
 
-        parts, owner = [], []
-        for i, (s, e) in enumerate(np.asarray(pieces, np.float64).reshape(-1, 2)):
-            piece = normalize_volume(audio[int(round(s * SAMPLE_RATE)) : int(round(e * SAMPLE_RATE))])
-            mel = mel_power(piece)
-            for start in partial_starts(len(mel)):
-                part = mel[start : start + PARTIAL_FRAMES]
-                if len(part) < PARTIAL_FRAMES:  # zero audio has zero mel power: as Resemblyzer's padded wav
-                    part = torch.nn.functional.pad(part, (0, 0, 0, PARTIAL_FRAMES - len(part)))
-                parts.append(part)
-                owner.append(i)
-        n = len(pieces)
+        parts, owner, counts = [], [], []  # partial mel frames; the piece (counted over all jobs) of each; pieces per job
+        n = 0  # pieces so far
+        for audio, pieces in jobs:
+            pieces = np.asarray(pieces, np.float64).reshape(-1, 2)
+            for s, e in pieces:
+                piece = normalize_volume(audio[int(round(s * SAMPLE_RATE)) : int(round(e * SAMPLE_RATE))])
+                mel = mel_power(piece)
+                for start in partial_starts(len(mel)):
+                    part = mel[start : start + PARTIAL_FRAMES]
+                    if len(part) < PARTIAL_FRAMES:  # zero audio has zero mel power: as Resemblyzer's padded wav
+                        part = torch.nn.functional.pad(part, (0, 0, 0, PARTIAL_FRAMES - len(part)))
+                    parts.append(part)
+                    owner.append(n)
+                n += 1
+            counts.append(len(pieces))
         if n == 0:
-            return np.zeros((0, HIDDEN), np.float32)
-        emb = self._partials(torch.stack(parts))
+            return [np.zeros((0, HIDDEN), np.float32) for _ in jobs]
         sums = np.zeros((n, HIDDEN), np.float64)
-        np.add.at(sums, np.asarray(owner), emb)
-        return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+        np.add.at(sums, np.asarray(owner), self._partials(torch.stack(parts)))
+        emb = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+        return np.split(emb, np.cumsum(counts)[:-1])
 
     def centre(self, raw: np.ndarray) -> np.ndarray:
         """Subtract the centring mean and L2-normalise."""
@@ -200,8 +214,13 @@ class SpeakerModel:
 
     def embed_speech(self, audio: np.ndarray, regions: list[tuple[float, float]], lo: float = 0.0, hi: float = float("inf")):
         """(pieces [n, 2] seconds, embeddings [n, HIDDEN]) of the speech regions of audio within lo..hi."""
-        pieces = speech_pieces(regions, lo, hi)
-        return pieces, self.embed(audio, pieces)
+        return self.embed_speech_many([(audio, regions, lo, hi)])[0]
+
+    def embed_speech_many(self, jobs: list[tuple[np.ndarray, list, float, float]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """embed_speech of several (audio, regions, lo, hi) at once (one LSTM batch)."""
+        pieces = [speech_pieces(regions, lo, hi) for _, regions, lo, hi in jobs]
+        raw = self.embed_raw_many([(job[0], p) for job, p in zip(jobs, pieces)])
+        return [(p, self.centre(r)) for p, r in zip(pieces, raw)]
 
     def probability(self, cosine) -> np.ndarray:
         return self.calibration.probability(cosine)

@@ -224,7 +224,13 @@ def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: f
 
     def flush() -> None:
         chunks = [m for m in pending if m[0] == "chunk"]
-        regions = iter(speech_regions_many([m[2].samples for m in chunks]) if chunks else ())
+        all_regions = speech_regions_many([m[2].samples for m in chunks]) if chunks else []
+        regions = iter(all_regions)
+        spoken = iter(  # the speaker pieces of every chunk, in one batch
+            speaker_model.embed_speech_many(
+                [(c.samples, r, c.core_start - c.start, c.core_end - c.start) for (_, _, c), r in zip(chunks, all_regions)]
+            ) if speaker_model is not None and chunks else ()
+        )
         for m in pending:
             if m[0] != "chunk":
                 put(m)
@@ -234,7 +240,7 @@ def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: f
             w, speech_s = chunk_windows(chunk, frame_s, r)
             voices = None
             if speaker_model is not None:
-                pieces, emb = speaker_model.embed_speech(chunk.samples, r, chunk.core_start - chunk.start, chunk.core_end - chunk.start)
+                pieces, emb = next(spoken)
                 if len(pieces):
                     p = np.round(pieces + chunk.start, 6)
                     voices = Speakers(key, p[:, 0], p[:, 1], emb)
