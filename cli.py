@@ -364,6 +364,12 @@ def serve(
     uvicorn.run(create_app(archive, allowed_hosts), host=host, port=port, log_level="warning")
 
 
+def shown_path(path: str) -> str:
+    """A path relative to the working directory when inside it."""
+    p, cwd = Path(path), Path.cwd()
+    return str(p.relative_to(cwd) if p.is_relative_to(cwd) else p)
+
+
 def print_hits(results: list, titled: bool, calibrated: bool = True) -> None:
     """Rich tables of (query, hits): rank, file (relative to the working directory when inside it), h:mm:ss.s span, score."""
     from rich.console import Console
@@ -372,7 +378,6 @@ def print_hits(results: list, titled: bool, calibrated: bool = True) -> None:
     from awesearch.search import format_time
 
     console = Console()
-    cwd = Path.cwd()
     for q, hits in results:
         title = repr(q) if titled else None
         if not hits:
@@ -387,9 +392,7 @@ def print_hits(results: list, titled: bool, calibrated: bool = True) -> None:
         if voiced:
             table.add_column("speaker", justify="right")
         for rank, h in enumerate(hits, 1):
-            p = Path(h.path)
-            shown = p.relative_to(cwd) if p.is_relative_to(cwd) else p
-            row = [str(rank), str(shown), f"{format_time(h.start)}–{format_time(h.end)}", f"{h.score:.3f}"]
+            row = [str(rank), shown_path(h.path), f"{format_time(h.start)}–{format_time(h.end)}", f"{h.score:.3f}"]
             table.add_row(*row, *([f"{h.speaker_score:.2f}"] if voiced else []))
         console.print(table)
 
@@ -432,7 +435,7 @@ def speakers(
     for col in ("voice", "name", "speaking time", "files", "sample"):
         table.add_column(col, overflow="fold")
     for s in summaries:
-        table.add_row(s.id, s.name, human_duration(s.speech_s), str(s.files), f"{s.sample_path} {format_time(s.sample_start)}–{format_time(s.sample_end)}")
+        table.add_row(s.id, s.name, human_duration(s.speech_s), str(s.files), f"{shown_path(s.sample_path)} {format_time(s.sample_start)}–{format_time(s.sample_end)}")
     console = Console()
     console.print(table)
     console.print(f"{len(summaries)} voices; {human_duration(unassigned_s)} of speech in no voice", highlight=False)
