@@ -249,6 +249,11 @@ def load_speaker_model(path: str | None = None) -> SpeakerModel:
     import torch
 
     p = Path(path) if path else SPEAKER_ASSET
+    if path is None and p.is_file():
+        from .encoder import shipped_checksums
+
+        if shipped_checksums().get(p.name) != hashlib.sha256(p.read_bytes()).hexdigest():
+            raise CheckpointError(f"shipped speaker model {p.name} does not match its checksum in SHA256SUMS; reinstall awesearch")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -121,11 +121,22 @@ def test_two_voices_are_told_apart(voices_dir, model):
     assert model.probability(same) >= ACCEPT_P > model.probability(other)
 
 
-def test_asset_is_checked(tmp_path):
+def test_asset_is_checked(tmp_path, monkeypatch):
     import torch
 
+    from awesearch import encoder, speakers
     from awesearch.errors import CheckpointError
     from awesearch.speakers import load_speaker_model
+
+    load_speaker_model.cache_clear()
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text(f"{'0' * 64}  speaker-v1.ckpt\n")  # the shipped asset must match its line in SHA256SUMS
+    monkeypatch.setattr(encoder, "CHECKSUMS", sums)
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        speakers.load_speaker_model()
+    monkeypatch.undo()
+    load_speaker_model.cache_clear()
+    assert load_speaker_model().name
 
     bad = tmp_path / "bad.pt"
     torch.save({"magic": "something-else"}, bad)

@@ -14,6 +14,7 @@ pieces of one voice, as repeated --speaker examples or a cluster give) and a pie
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import random
 from pathlib import Path
@@ -188,6 +189,7 @@ def build(resemblyzer: Path, out: Path, seed: int = SEED, cache: Path | None = N
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, out)
+    info["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()  # the line for assets/SHA256SUMS when shipped
     return info
 
 
