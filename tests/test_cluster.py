@@ -49,8 +49,11 @@ def test_two_worker_cluster_equals_local_run(tmp_path):
     here, there = load_speaker_data(IndexStore.open(local)), load_speaker_data(IndexStore.open(remote))
     assert len(here.starts) >= 2 and here.paths == there.paths
     order_here, order_there = np.lexsort((here.starts, here.file_idx)), np.lexsort((there.starts, there.file_idx))
-    for a_, b_ in [(here.file_idx, there.file_idx), (here.starts, there.starts), (here.ends, there.ends), (here.emb, there.emb)]:
-        assert np.allclose(a_[order_here], b_[order_there], atol=1e-3)
+    for a_, b_ in [(here.file_idx, there.file_idx), (here.starts, there.starts), (here.ends, there.ends)]:
+        assert np.allclose(a_[order_here], b_[order_there], atol=1e-6)
+    # the same embeddings up to the LSTM's arithmetic (bfloat16 where the CPU has it: batches differ here)
+    cos = np.einsum("ij,ij->i", here.emb[order_here], there.emb[order_there])
+    assert cos.min() > 0.999, cos.min()
     assert IndexStore.open(remote).manifest.speaker_model == IndexStore.open(local).manifest.speaker_model
 
 
