@@ -213,7 +213,7 @@ def query(
     speaker: Optional[List[Path]] = typer.Option(None, "--speaker", help="Only hits in this voice: an audio clip of it (at least 1 s of speech). Repeat to give several examples of one voice."),
     speaker_start: Optional[List[float]] = typer.Option(None, "--speaker-start", help="With --speaker: start of the example span in seconds (one per --speaker)."),
     speaker_end: Optional[List[float]] = typer.Option(None, "--speaker-end", help="With --speaker: end of the example span in seconds (one per --speaker)."),
-    speaker_id: Optional[str] = typer.Option(None, "--speaker-id", help="Only hits in a voice of `awesearch speakers`: its id (S3) or name."),
+    speaker_id: Optional[str] = typer.Option(None, "--speaker-id", help="Only hits in a voice of `awesearch speakers`: its id (S3) or name (one index: each numbers its own voices)."),
 ) -> None:
     """Find where words are spoken: by text (--text), by example (--audio, repeatable), or both.
 
