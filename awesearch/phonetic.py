@@ -9,12 +9,16 @@ head learns where words start and end, which is what lets the second stage (awes
 Checkpoint (torch, read with weights_only=True): magic "awesearch-phone", version, name, dims
 (PhoneHeadDims), state_dict (fp16), train_info. Rebuilt as PhoneHead(PhoneHeadDims(**ckpt["dims"])).
 
-`.awp` file (one per indexed recording, written once, never modified):
-    header  struct "<8sHHHHfII": magic b"AWSPHON\\0", version, header bytes, n_classes, reserved,
-            frame_rate (Hz), n_frames, crc32 of the payload
-    payload uint8 [n_frames, n_classes]: q = round(-log p / QUANT_STEP_NATS), clipped to 255
+`.awp` file (one per indexed recording, written once, never modified), version 2:
+    header  struct "<8sHHHHfIII": magic b"AWSPHON\\0", version, header bytes, n_classes, block frames,
+            frame_rate (Hz), n_frames, n_blocks, crc32 of everything after the header
+    offsets uint32 [n_blocks + 1]: byte offset of each block after the table (the last: the blocks' end)
+    blocks  zlib-compressed uint8 [<= block frames, n_classes] codes q = round(-log p / QUANT_STEP_NATS),
+            clipped to MAX_CODE; a slice reads only the blocks it covers
 Frames the encoder never saw (silence between speech, skipped by the indexer) hold "certainly blank".
-At 50 frames/s and 41 classes this is 7.4 MB per audio hour.
+Clipping at MAX_CODE (8 nats: p < 3.4e-4 all counts as "impossible") makes the codes compressible: 50
+frames/s x 41 classes is 7.4 MB per audio hour raw, about 1.6 MB compressed (measured on the real set).
+Version 1 files (raw codes, clipped at 255) are refused with the re-index message.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ BOUNDARY = len(PHONEMES) + 1  # 40: the word boundary token "|"
 N_CLASSES = len(PHONEMES) + 2  # blank + 39 phonemes + boundary
 BOUNDARY_SYMBOL = "|"
 FRAME_RATE = 50.0  # Hz: one class distribution per Whisper encoder frame (20 ms)
-QUANT_STEP_NATS = 1.0 / 16  # uint8 step of -log p; 255 steps cover p down to e^-15.9
+QUANT_STEP_NATS = 1.0 / 16  # uint8 step of -log p
+MAX_CODE = 128  # codes are clipped here: 8 nats, p < 3.4e-4 (an "impossible" frame; clipping makes codes compressible)
+AWP_BLOCK_FRAMES = 256  # frames per compressed block (5.12 s): the unit of random access
 CHECKPOINT_MAGIC = "awesearch-phone"
 CHECKPOINT_VERSION = 1
 AWP_MAGIC = b"AWSPHON\0"
-AWP_VERSION = 1
-_AWP_HEADER = struct.Struct("<8sHHHHfII")
+AWP_VERSION = 2  # 2: clipped codes in zlib blocks with an offset table
+_AWP_HEADER = struct.Struct("<8sHHHHfIII")
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_PHONE_MODEL = "phone-whisper-v1"
 
@@ -176,8 +182,8 @@ def greedy_decode(logp: np.ndarray) -> list[int]:
 
 
 def quantize(logp: np.ndarray) -> np.ndarray:
-    """float log-posteriors [T, C] -> uint8 codes (0 = certain)."""
-    return np.clip(np.rint(-np.asarray(logp, np.float32) / QUANT_STEP_NATS), 0, 255).astype(np.uint8)
+    """float log-posteriors [T, C] -> uint8 codes (0 = certain, MAX_CODE = impossible)."""
+    return np.clip(np.rint(-np.asarray(logp, np.float32) / QUANT_STEP_NATS), 0, MAX_CODE).astype(np.uint8)
 
 
 def dequantize(codes: np.ndarray) -> np.ndarray:
@@ -186,7 +192,7 @@ def dequantize(codes: np.ndarray) -> np.ndarray:
 
 def blank_codes(n_frames: int) -> np.ndarray:
     """Codes of frames nobody encoded: blank certain, everything else at the floor."""
-    codes = np.full((n_frames, N_CLASSES), 255, np.uint8)
+    codes = np.full((n_frames, N_CLASSES), MAX_CODE, np.uint8)
     codes[:, BLANK] = 0
     return codes
 
@@ -195,16 +201,22 @@ def awp_bytes(codes: np.ndarray, frame_rate: float = FRAME_RATE) -> bytes:
     codes = np.ascontiguousarray(codes, np.uint8)
     if codes.ndim != 2 or codes.shape[1] != N_CLASSES:
         raise ValueError(f"phonetic codes must be [T, {N_CLASSES}], got {codes.shape}")
-    payload = codes.tobytes()
-    header = _AWP_HEADER.pack(AWP_MAGIC, AWP_VERSION, _AWP_HEADER.size, N_CLASSES, 0, frame_rate, len(codes), zlib.crc32(payload))
-    return header + payload
+    if len(codes) and int(codes.max()) > MAX_CODE:
+        raise ValueError(f"phonetic codes above {MAX_CODE}: quantize() them")
+    blocks = [zlib.compress(codes[i : i + AWP_BLOCK_FRAMES].tobytes(), 6) for i in range(0, len(codes), AWP_BLOCK_FRAMES)]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blocks], dtype=np.int64)]).astype("<u4")
+    body = offsets.tobytes() + b"".join(blocks)
+    header = _AWP_HEADER.pack(AWP_MAGIC, AWP_VERSION, _AWP_HEADER.size, N_CLASSES, AWP_BLOCK_FRAMES, frame_rate, len(codes), len(blocks), zlib.crc32(body))
+    return header + body
 
 
 @dataclass
 class AwpHeader:
     frame_rate: float  # Hz
     n_frames: int
-    crc32: int  # of the payload
+    crc32: int  # of everything after the header
+    block_frames: int  # frames per compressed block
+    n_blocks: int
 
 
 def read_awp_header(path: Path) -> AwpHeader:
@@ -213,33 +225,67 @@ def read_awp_header(path: Path) -> AwpHeader:
     return _parse_header(raw, path)
 
 
+def _damaged(path: Path, what: str = "damaged") -> IndexFormatError:
+    return IndexFormatError(f"phonetic file {path} is {what}; run awesearch index on the same folders to repair it")
+
+
 def _parse_header(raw: bytes, path: Path) -> AwpHeader:
+    if len(raw) >= 10 and raw[:8] == AWP_MAGIC and struct.unpack("<H", raw[8:10])[0] != AWP_VERSION:
+        raise IndexFormatError(f"phonetic file {path} has version {struct.unpack('<H', raw[8:10])[0]}, this awesearch reads {AWP_VERSION}: re-index")
     if len(raw) < _AWP_HEADER.size:
-        raise IndexFormatError(f"phonetic file {path} is truncated; run awesearch index on the same folders to repair it")
-    magic, version, hsize, n_classes, _, rate, n, crc = _AWP_HEADER.unpack(raw[: _AWP_HEADER.size])
+        raise _damaged(path, "truncated")
+    magic, version, hsize, n_classes, block, rate, n, n_blocks, crc = _AWP_HEADER.unpack(raw[: _AWP_HEADER.size])
     if magic != AWP_MAGIC:
         raise IndexFormatError(f"{path} is not an awesearch phonetic file; run awesearch index on the same folders to repair it")
-    if version != AWP_VERSION or hsize != _AWP_HEADER.size or n_classes != N_CLASSES:
-        raise IndexFormatError(f"phonetic file {path} has version {version} ({n_classes} classes); re-index")
-    return AwpHeader(rate, n, crc)
+    if hsize != _AWP_HEADER.size or n_classes != N_CLASSES or block < 1 or n_blocks != -(-n // block):
+        raise IndexFormatError(f"phonetic file {path} has an unexpected header ({n_classes} classes); re-index")
+    return AwpHeader(rate, n, crc, block, n_blocks)
+
+
+def _decode_blocks(path: Path, head: AwpHeader, offsets: np.ndarray, data: bytes, first: int, base: int) -> np.ndarray:
+    """Codes of consecutive blocks first.. whose bytes start at data[0] (= offsets[first] - base)."""
+    out = []
+    for b in range(first, first + len(offsets) - 1):
+        lo, hi = int(offsets[b - first]) - base, int(offsets[b - first + 1]) - base
+        try:
+            raw = zlib.decompress(data[lo:hi])
+        except zlib.error:
+            raise _damaged(path) from None
+        frames = min(head.block_frames, head.n_frames - b * head.block_frames)
+        if len(raw) != frames * N_CLASSES:
+            raise _damaged(path)
+        out.append(np.frombuffer(raw, np.uint8).reshape(frames, N_CLASSES))
+    return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.uint8)
 
 
 def read_awp(path: Path, start_frame: int = 0, end_frame: int | None = None, verify: bool = False) -> np.ndarray:
     """Codes [end - start, N_CLASSES] of frames [start, end) (clipped to the file); verify=True reads all and
-    checks the payload's crc32."""
+    checks the crc32 first."""
     path = Path(path)
     with open(path, "rb") as f:
         head = _parse_header(f.read(_AWP_HEADER.size), path)
-        if verify:
-            payload = f.read()
-            if len(payload) != head.n_frames * N_CLASSES or zlib.crc32(payload) != head.crc32:
-                raise IndexFormatError(f"phonetic file {path} is damaged; run awesearch index on the same folders to repair it")
-            codes = np.frombuffer(payload, np.uint8).reshape(head.n_frames, N_CLASSES)
-            return codes[max(0, start_frame) : end_frame]
+        table_bytes = 4 * (head.n_blocks + 1)
         lo = min(max(0, start_frame), head.n_frames)
         hi = head.n_frames if end_frame is None else min(max(lo, end_frame), head.n_frames)
-        f.seek(_AWP_HEADER.size + lo * N_CLASSES)
-        raw = f.read((hi - lo) * N_CLASSES)
-    if len(raw) != (hi - lo) * N_CLASSES:
-        raise IndexFormatError(f"phonetic file {path} is truncated; run awesearch index on the same folders to repair it")
-    return np.frombuffer(raw, np.uint8).reshape(hi - lo, N_CLASSES)
+        if verify:
+            body = f.read()
+            if len(body) < table_bytes or zlib.crc32(body) != head.crc32:
+                raise _damaged(path)
+            offsets = np.frombuffer(body[:table_bytes], "<u4")
+            if int(offsets[-1]) != len(body) - table_bytes:
+                raise _damaged(path)
+            return _decode_blocks(path, head, offsets, body[table_bytes:], 0, 0)[lo:hi]
+        if hi <= lo:
+            return np.zeros((0, N_CLASSES), np.uint8)
+        b0, b1 = lo // head.block_frames, (hi - 1) // head.block_frames + 1
+        f.seek(_AWP_HEADER.size + 4 * b0)
+        raw = f.read(4 * (b1 - b0 + 1))
+        if len(raw) != 4 * (b1 - b0 + 1):
+            raise _damaged(path, "truncated")
+        offsets = np.frombuffer(raw, "<u4")
+        f.seek(_AWP_HEADER.size + table_bytes + int(offsets[0]))
+        data = f.read(int(offsets[-1]) - int(offsets[0]))
+    if len(data) != int(offsets[-1]) - int(offsets[0]):
+        raise _damaged(path, "truncated")
+    codes = _decode_blocks(path, head, offsets, data, b0, int(offsets[0]))
+    return codes[lo - b0 * head.block_frames : hi - b0 * head.block_frames]

@@ -4,8 +4,8 @@ The writer (lock, commits, garbage collection, compaction) is indexer/writer.py;
 and the read side. Layout of an index directory:
     manifest.json          magic, format version, encoder (name, checksum, dim), feature config, the live
                            segments and the current files table; replaced atomically on every commit
-    seg-NNNNNN.faiss       window vectors, float16 (IndexScalarQuantizer QT_fp16, inner product), row order
-    seg-NNNNNN.parquet     one row per window: file_id, start_s, end_s (same row order as the .faiss)
+    seg-NNNNNN.vec         window vectors, int8 codes + one fp16 scale per window (awesearch/vectors.py), row order
+    seg-NNNNNN.parquet     one row per window: file_id, start_s, end_s (same row order as the .vec)
     files-NNNNNN.parquet   one row per file: file_id, path, size, mtime_ns, content_hash, duration_s,
                            status ("indexed" | "skipped"), error, windows, phonetic_frames
     phon-NNNNNNNN.awp      per indexed file (by file_id) when the index has a phonetic head: quantised phoneme
@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     import faiss
 
 MAGIC = "awesearch-index"
-FORMAT_VERSION = 2  # 2: phonetic frame files (phon-*.awp), files table column phonetic_frames
+FORMAT_VERSION = 3  # 2: phonetic frame files (phon-*.awp), files table column phonetic_frames; 3: int8 seg-*.vec, compressed .awp v2
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "index.lock"
 DEFAULT_INDEX_DIR = ".awesearch"
@@ -55,7 +55,7 @@ COMPACT_DEAD_FRACTION = 0.25  # ... or when this share of stored windows is dead
 READ_RETRIES = 3  # a reader re-reads the manifest when a writer garbage-collected what it named
 STATUS_INDEXED = "indexed"
 STATUS_SKIPPED = "skipped"
-OWN_FILE = re.compile(r"^(seg-\d{6}\.(faiss|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|approx-\d{6}\.(faiss|rows)|spk-\d{6}\.parquet|spkc-\d{6}\.json|\..*\.tmp-\d+)$")
+OWN_FILE = re.compile(r"^(seg-\d{6}\.(vec|parquet)|files-\d{6}\.parquet|phon-\d{8}\.awp|approx-\d{6}\.(faiss|rows)|spk-\d{6}\.parquet|spkc-\d{6}\.json|\..*\.tmp-\d+)$")
 
 
 def phonetic_name(file_id: int) -> str:
@@ -86,7 +86,7 @@ class FileRecord:
 
 @dataclass
 class SegmentInfo:
-    name: str  # "seg-000001": the stem of the .faiss and .parquet pair
+    name: str  # "seg-000001": the stem of the .vec and .parquet pair
     windows: int  # rows in the segment (live and dead)
     file_id_min: int = -1  # smallest and largest file_id of its rows (-1: unknown), so a lost segment's
     file_id_max: int = -1  # recordings are known even when its .parquet is damaged
@@ -273,8 +273,8 @@ def _index_from_fp16(vectors: np.ndarray) -> "faiss.Index":
 
 
 def write_segment(directory: Path, name: str, vectors: np.ndarray, file_ids, starts, ends) -> SegmentInfo:
-    """Write seg-N.parquet and seg-N.faiss (both durable) and describe them; nothing references them yet."""
-    import faiss
+    """Write seg-N.parquet and seg-N.vec (both durable) and describe them; nothing references them yet."""
+    from .vectors import vec_bytes
 
     n = len(vectors)
     if not (len(file_ids) == len(starts) == len(ends) == n):
@@ -284,8 +284,8 @@ def write_segment(directory: Path, name: str, vectors: np.ndarray, file_ids, sta
         {"file_id": np.asarray(file_ids, np.int64), "start_s": np.asarray(starts, np.float64), "end_s": np.asarray(ends, np.float64)},
         _window_schema(),
     )
-    # serialised in memory and written by Python, so a full disk is an OSError like any other write
-    atomic_write_bytes(directory / f"{name}.faiss", faiss.serialize_index(_index_from_fp16(vectors)).tobytes())
+    # written by Python, so a full disk is an OSError like any other write
+    atomic_write_bytes(directory / f"{name}.vec", vec_bytes(vectors))
     ids = np.asarray(file_ids, np.int64)
     lo, hi = (int(ids.min()), int(ids.max())) if n else (-1, -1)
     return SegmentInfo(name=name, windows=n, file_id_min=lo, file_id_max=hi)
@@ -414,18 +414,17 @@ class IndexStore:
 
     def read_segment(self, seg: SegmentInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(vectors fp16 [n, dim], file_ids, starts, ends) of one segment, live and dead rows alike."""
-        import faiss
+        from .vectors import decode, read_vec
 
         t = parquet_from_bytes(self.read_verified(f"{seg.name}.parquet"))
-        # read_verified raises FileNotFoundError (which readers retry on) where faiss.read_index gives RuntimeError
-        index = faiss.deserialize_index(np.frombuffer(self.read_verified(f"{seg.name}.faiss"), dtype=np.uint8))
-        if index.ntotal != t.num_rows or index.ntotal != seg.windows or index.d != self.manifest.dim:
+        scales, codes = read_vec(self.read_verified(f"{seg.name}.vec"), f"{seg.name}.vec")
+        if len(codes) != t.num_rows or len(codes) != seg.windows or codes.shape[1] != self.manifest.dim:
             raise IndexFormatError(
-                f"index {self.directory} is damaged: segment {seg.name} has {index.ntotal} vectors of dim {index.d}, "
+                f"index {self.directory} is damaged: segment {seg.name} has {len(codes)} vectors of dim {codes.shape[1]}, "
                 f"{t.num_rows} rows, manifest says {seg.windows} of dim {self.manifest.dim}"
             )
         return (
-            _codes_of(index),
+            decode(scales, codes),
             t.column("file_id").to_numpy(),
             t.column("start_s").to_numpy(),
             t.column("end_s").to_numpy(),
@@ -467,7 +466,7 @@ class IndexStore:
         if self.manifest.files_table:
             names.add(self.manifest.files_table)
         for seg in self.manifest.segments:
-            names |= {f"{seg.name}.faiss", f"{seg.name}.parquet"}
+            names |= {f"{seg.name}.vec", f"{seg.name}.parquet"}
         names |= {phonetic_name(f.file_id) for f in files if f.status == STATUS_INDEXED and f.phonetic_frames}
         if self.manifest.approx:
             names |= {f"{self.manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}

@@ -16,6 +16,8 @@ from 0.065 s to 0.054 s but raised density by 20 %, so it is not used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .audio import SAMPLE_RATE
@@ -40,22 +42,37 @@ def merge_regions(regions: list[tuple[float, float]], duration: float, lo: float
     return [(s, e) for s, e in out]
 
 
-def span_boundaries(start: float, end: float) -> np.ndarray:
-    """The span's edges and an even grid between them, at most MAX_GAP_S apart (seconds, sorted)."""
-    n_gaps = max(1, int(np.ceil((end - start) / MAX_GAP_S - 1e-9)))
+@dataclass(frozen=True)
+class WindowGrid:
+    """Where window edges go: an even grid of boundaries per span; windows longer than coarse_from_s use
+    only every coarse_stride-th boundary (and the span's end), so long windows are sparser."""
+
+    gap_s: float = MAX_GAP_S  # seconds: no two consecutive boundaries further apart
+    min_window_s: float = MIN_WINDOW_S  # seconds
+    max_window_s: float = MAX_WINDOW_S  # seconds
+    coarse_from_s: float = float("inf")  # seconds: windows longer than this come from the coarse boundaries
+    coarse_stride: int = 2  # boundaries: the coarse grid keeps one in this many
+
+
+GRID = WindowGrid()  # the grid the indexer uses
+
+
+def span_boundaries(start: float, end: float, gap_s: float = MAX_GAP_S) -> np.ndarray:
+    """The span's edges and an even grid between them, at most gap_s apart (seconds, sorted)."""
+    n_gaps = max(1, int(np.ceil((end - start) / gap_s - 1e-9)))
     return np.linspace(start, end, n_gaps + 1)
 
 
-def windows_from_boundaries(bounds: np.ndarray) -> np.ndarray:
-    """All [start, end] pairs of boundaries spanning MIN_WINDOW_S..MAX_WINDOW_S."""
+def windows_from_boundaries(bounds: np.ndarray, lo_s: float = MIN_WINDOW_S, hi_s: float = MAX_WINDOW_S) -> np.ndarray:
+    """All [start, end] pairs of boundaries spanning lo_s..hi_s seconds."""
     pairs = []
     n = len(bounds)
     for span in range(1, n):
         s, e = bounds[: n - span], bounds[span:]
         d = e - s
-        if d.min() > MAX_WINDOW_S + 1e-9:  # bounds are sorted: wider spans are longer still
+        if d.min() > hi_s + 1e-9:  # bounds are sorted: wider spans are longer still
             break
-        ok = (d >= MIN_WINDOW_S - 1e-9) & (d <= MAX_WINDOW_S + 1e-9)
+        ok = (d >= lo_s - 1e-9) & (d <= hi_s + 1e-9)
         if ok.any():
             pairs.append(np.stack([s[ok], e[ok]], axis=1))
     if not pairs:
@@ -64,10 +81,26 @@ def windows_from_boundaries(bounds: np.ndarray) -> np.ndarray:
     return w[np.lexsort((w[:, 1], w[:, 0]))]
 
 
-def candidate_windows(audio: np.ndarray, regions: list[tuple[float, float]]) -> np.ndarray:
-    """[n, 2] float64 window (start, end) seconds relative to audio[0], sorted, inside the given speech regions."""
+def span_windows(start: float, end: float, grid: WindowGrid) -> np.ndarray:
+    """[n, 2] windows of one span of speech on the grid (sorted)."""
+    bounds = span_boundaries(start, end, grid.gap_s)
+    if grid.coarse_from_s >= grid.max_window_s:
+        return windows_from_boundaries(bounds, grid.min_window_s, grid.max_window_s)
+    coarse = bounds[:: grid.coarse_stride]
+    if coarse[-1] != bounds[-1]:
+        coarse = np.append(coarse, bounds[-1])
+    fine = windows_from_boundaries(bounds, grid.min_window_s, grid.coarse_from_s)
+    long = windows_from_boundaries(coarse, grid.coarse_from_s + 1e-6, grid.max_window_s)
+    w = np.concatenate([fine, long])
+    return w[np.lexsort((w[:, 1], w[:, 0]))]
+
+
+def candidate_windows(audio: np.ndarray, regions: list[tuple[float, float]], grid: WindowGrid | None = None) -> np.ndarray:
+    """[n, 2] float64 window (start, end) seconds relative to audio[0], sorted, inside the given speech regions
+    (grid: GRID unless given)."""
+    grid = GRID if grid is None else grid
     spans = merge_regions(regions, len(audio) / SAMPLE_RATE)
-    out = [windows_from_boundaries(span_boundaries(s, e)) for s, e in spans if e - s >= MIN_WINDOW_S]
+    out = [span_windows(s, e, grid) for s, e in spans if e - s >= grid.min_window_s]
     out = [w for w in out if len(w)]
     if not out:
         return np.zeros((0, 2), np.float64)

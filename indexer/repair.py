@@ -1,7 +1,7 @@
 """Repairing an index whose data files are damaged: drop what was lost, mark its recordings for re-embedding.
 
 The writer verifies the index when it opens (indexer/writer.py) and hands the damage here. A damaged
-segment (.faiss or .parquet) is dropped from the manifest and every recording with rows in it becomes a
+segment (.vec or .parquet) is dropped from the manifest and every recording with rows in it becomes a
 "skipped" record with the reason; the next scan of its folder re-embeds it (skipped files are always
 retried), so exactly the recordings whose data was lost are embedded again. Their rows in other segments
 become dead rows (tombstones) that compaction removes. A damaged files table loses the map from file ids
@@ -23,7 +23,7 @@ from awesearch.errors import IndexDamagedError
 from awesearch.integrity import Damage, damage_message
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord, IndexStore, Manifest, parquet_from_bytes
 
-SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.(faiss|parquet)$")
+SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.(vec|parquet)$")
 APPROX_FILE = re.compile(r"^approx-\d{6}\.(faiss|rows)$")
 PHONETIC_FILE = re.compile(r"^phon-(\d{8})\.awp$")  # store.phonetic_name: one per recording, by file_id
 SPEAKER_FILE = re.compile(r"^(spk-\d{6})\.parquet$")

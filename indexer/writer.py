@@ -345,7 +345,7 @@ class IndexWriter:
     def collect_garbage(self) -> list[str]:
         """Delete our files that the committed manifest does not name (left by a killed or finished writer)."""
         referenced = IndexStore(self.directory, self.manifest).referenced_names()
-        referenced |= {f"{s.name}.{ext}" for s in self._new_segments for ext in ("faiss", "parquet")}
+        referenced |= {f"{s.name}.{ext}" for s in self._new_segments for ext in ("vec", "parquet")}
         removed = []
         for entry in os.scandir(self.directory):
             if entry.is_file(follow_symlinks=False) and OWN_FILE.match(entry.name) and entry.name not in referenced:

@@ -74,7 +74,7 @@ def test_every_data_file_has_a_checksum(indexed):
     ids=["bit-flip", "truncated", "missing"],
 )
 def test_damaged_segment_is_refused_with_one_line(indexed, damage, problem):
-    name = f"{segment_of(indexed, 'b.flac')}.faiss"
+    name = f"{segment_of(indexed, 'b.flac')}.vec"
     damage(indexed / name)
     with pytest.raises(IndexDamagedError, match=f"{name} {problem}.*awesearch index --verify. on the same folders"):
         IndexStore.open(indexed).load_search_data()
@@ -85,7 +85,7 @@ def test_damaged_segment_is_refused_with_one_line(indexed, damage, problem):
     assert "Traceback" not in queried.output
 
 
-@pytest.mark.parametrize("which", ["faiss", "parquet"])
+@pytest.mark.parametrize("which", ["vec", "parquet"])
 def test_reindexing_re_embeds_exactly_the_lost_recordings(corpus, indexed, tmp_path, which):
     name = f"{segment_of(indexed, 'b.flac')}.{which}"
     flip_byte(indexed / name)
@@ -99,7 +99,7 @@ def test_reindexing_re_embeds_exactly_the_lost_recordings(corpus, indexed, tmp_p
 
 
 def test_lost_recordings_outside_the_given_paths_are_kept_as_skipped(corpus, indexed):
-    flip_byte(indexed / f"{segment_of(indexed, 'a.wav')}.faiss")
+    flip_byte(indexed / f"{segment_of(indexed, 'a.wav')}.vec")
     report = run(corpus / "sub", indexed)  # a.wav is not under sub/
     assert [Path(p).name for p in report.lost] == ["a.wav"] and report.indexed == 0
     files = {Path(f.path).name: f for f in IndexStore.open(indexed).load_files()}
@@ -118,7 +118,7 @@ def test_damaged_files_table_re_embeds_everything(corpus, indexed):
 
 
 def test_cheap_check_finds_sizes_and_the_files_table(indexed):
-    name = f"{segment_of(indexed, 'a.wav')}.faiss"
+    name = f"{segment_of(indexed, 'a.wav')}.vec"
     flip_byte(indexed / name)
     store = IndexStore.open(indexed)
     assert store.verify(full=False) == []  # a cheap check reads no segment ...

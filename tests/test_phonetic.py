@@ -8,6 +8,8 @@ from awesearch.errors import CheckpointError, IndexFormatError, QueryError
 from awesearch.phonetic import (
     BLANK,
     BOUNDARY,
+    AWP_BLOCK_FRAMES,
+    MAX_CODE,
     N_CLASSES,
     QUANT_STEP_NATS,
     PhoneHead,
@@ -35,31 +37,57 @@ def random_logp(t, seed=0):
 def test_quantisation_error_is_half_a_step_above_the_floor():
     logp = random_logp(500)
     back = dequantize(quantize(logp))
-    above_floor = -logp < 255 * QUANT_STEP_NATS
+    above_floor = -logp < MAX_CODE * QUANT_STEP_NATS
     assert np.abs(back - logp)[above_floor].max() <= QUANT_STEP_NATS / 2 + 1e-6
-    assert np.all(back[~above_floor] == -255 * QUANT_STEP_NATS)
+    assert np.all(back[~above_floor] == -MAX_CODE * QUANT_STEP_NATS)
+    assert (~above_floor).any()  # the random posteriors do reach the floor
 
 
 def test_awp_round_trips_whole_and_by_slice(tmp_path):
-    codes = quantize(random_logp(321))
+    n = 2 * AWP_BLOCK_FRAMES + 65  # three blocks, the last one short
+    codes = quantize(random_logp(n))
     path = tmp_path / "phon-00000007.awp"
     path.write_bytes(awp_bytes(codes))
     head = read_awp_header(path)
-    assert head.n_frames == 321 and head.frame_rate == 50.0
+    assert head.n_frames == n and head.frame_rate == 50.0 and head.n_blocks == 3
     assert np.array_equal(read_awp(path, verify=True), codes)
-    assert np.array_equal(read_awp(path, 100, 150), codes[100:150])
-    assert np.array_equal(read_awp(path, 300, 400), codes[300:])  # clipped at the end
-    assert read_awp(path, 400, 500).shape == (0, N_CLASSES)
+    for lo, hi in [(100, 150), (AWP_BLOCK_FRAMES - 5, AWP_BLOCK_FRAMES + 5), (0, n), (AWP_BLOCK_FRAMES, 2 * AWP_BLOCK_FRAMES)]:
+        assert np.array_equal(read_awp(path, lo, hi), codes[lo:hi])
+    assert np.array_equal(read_awp(path, n - 21, n + 100), codes[n - 21 :])  # clipped at the end
+    assert read_awp(path, n + 1, n + 100).shape == (0, N_CLASSES)
+    assert np.array_equal(read_awp(path, 100, 150, verify=True), codes[100:150])
+
+
+def test_awp_blank_stretches_compress():
+    codes = blank_codes(3000)
+    codes[1000:1100] = quantize(random_logp(100))
+    assert len(awp_bytes(codes)) < codes.nbytes / 10
+
+
+def test_awp_version_1_is_refused_with_the_reindex_message(tmp_path):
+    import struct
+    import zlib
+
+    payload = quantize(random_logp(10)).tobytes()
+    old = struct.pack("<8sHHHHfII", b"AWSPHON\0", 1, 28, N_CLASSES, 0, 50.0, 10, zlib.crc32(payload)) + payload
+    path = tmp_path / "phon-00000001.awp"
+    path.write_bytes(old)
+    with pytest.raises(IndexFormatError, match="version 1.*re-index"):
+        read_awp(path)
 
 
 def test_awp_damage_is_refused_with_the_repair_hint(tmp_path):
     path = tmp_path / "p.awp"
     data = bytearray(awp_bytes(quantize(random_logp(50))))
+    good = bytes(data)
     data[-3] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(IndexFormatError, match="damaged.*awesearch index"):
         read_awp(path, verify=True)
-    path.write_bytes(bytes(data[:-10]))
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexFormatError, match="damaged.*awesearch index"):  # a slice read decompresses the block
+        read_awp(path, 0, 50)
+    path.write_bytes(good[:-10])
     with pytest.raises(IndexFormatError, match="truncated"):
         read_awp(path, 0, 50)
     path.write_bytes(b"RIFF" + bytes(data[4:]))
