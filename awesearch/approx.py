@@ -1,17 +1,22 @@
-"""Approximate search for large indexes: IVF with 8-bit scalar-quantised codes, memory-mapped, plus an exact tail.
+"""Approximate search for large indexes: IVF with 4-bit codes, memory-mapped, re-ranked from the segments' int8
+vectors, plus an exact tail.
 
 Below APPROX_MIN_WINDOWS live windows every query scans all vectors exactly (store.py). From there on the
 writer keeps an approximate index beside the segments (the segments stay the source of truth):
-    approx-NNNNNN.faiss   IndexIVFScalarQuantizer (QT_8bit, inner product) over the live windows of the
+    approx-NNNNNN.faiss   IndexIVFScalarQuantizer (QT_4bit, inner product) over the live windows of the
                           segments it lists; its coarse quantizer is trained on the index's own vectors;
                           read with IO_FLAG_MMAP, so its inverted lists stay on disk and in the page cache
-    approx-NNNNNN.rows    .npy [n, 3] float64: file_id, start_s, end_s of each id (memory-mapped)
-A query probes NPROBE lists of it and scans the newer segments (the tail) exactly, then merges both by
-score; rows of files deleted or re-indexed since the build are dropped at query time. After each indexing
+    approx-NNNNNN.rows    .npy of ROW_DTYPE records (18 bytes): file_id, start, end and where the window's
+                          int8 vector is (segment number in ApproxInfo.segments, row in its seg-*.vec)
+A query probes NPROBE lists for RERANK_DEPTH x k candidates, re-scores them exactly from the memory-mapped
+seg-*.vec files, and scans the newer segments (the tail) exactly, then merges both by score (per window
+64 + 8 bytes of IVF + 18 of rows: 90 bytes beside the 130 of its int8 vector); rows of files deleted or re-indexed since the build are dropped at query time. After each indexing
 run the writer extends it with the tail (once that exceeds TAIL_MAX_FRACTION of it or TAIL_MAX_WINDOWS),
 rebuilds it when a segment it covers was compacted away, and retrains when the live windows outgrew
 RETRAIN_GROWTH times those it was trained on. Limit: a build holds the whole IVF index in memory and
-rewrites it (fine to ~100 M windows; beyond, build per-segment lists and merge them on disk). Every file is written like any other (fresh name, checksum, manifest swap).
+rewrites it (fine to ~100 M windows; beyond, build per-segment lists and merge them on disk). Every file is
+written like any other (fresh name, checksum, manifest swap); the segments it covers stay referenced (and
+on disk) until it is rebuilt without them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ LISTS_PER_SQRT = 1  # inverted lists ~ LISTS_PER_SQRT * sqrt(windows), rounded t
 MIN_LISTS, MAX_LISTS = 64, 65536  # ... within these bounds
 TRAIN_PER_LIST = 64  # training vectors per list (faiss wants 39 or more)
 NPROBE = 32  # lists probed per query (recall against nprobe: benchmarks/scale_bench.py)
+RERANK_DEPTH = 4  # IVF candidates per wanted hit, re-scored exactly from the int8 vectors ...
+MIN_RERANK = 256  # ... and at least this many
+ROW_DTYPE = np.dtype([("file_id", "<i4"), ("start", "<f4"), ("end", "<f4"), ("seg", "<u2"), ("row", "<u4")])  # seconds
 ADD_BATCH = 1 << 18  # windows encoded per faiss add call
 
 
@@ -79,6 +87,12 @@ def _live_rows(store, seg, live: np.ndarray):
     return v[keep], f[keep], s[keep], e[keep]
 
 
+def _records(f: np.ndarray, s: np.ndarray, e: np.ndarray, seg: int, rows: np.ndarray) -> np.ndarray:
+    out = np.empty(len(f), ROW_DTYPE)
+    out["file_id"], out["start"], out["end"], out["seg"], out["row"] = f, s, e, seg, rows
+    return out
+
+
 def _train(store, segments, live: np.ndarray, n_live: int, nlist: int, dim: int, seed: int = 0):
     """An empty IVF index whose quantizer and 8-bit ranges are trained on a uniform sample of live windows."""
     import faiss
@@ -90,7 +104,7 @@ def _train(store, segments, live: np.ndarray, n_live: int, nlist: int, dim: int,
         v = _live_rows(store, seg, live)[0]
         sample.append(v[rng.random(len(v)) < share].astype(np.float32))
     x = np.ascontiguousarray(np.concatenate(sample))
-    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_4bit, faiss.METRIC_INNER_PRODUCT)
     index.train(x)
     return index
 
@@ -114,18 +128,24 @@ def build_approx(store, files, previous: ApproxInfo | None, name: str) -> Approx
     else:
         index = faiss.read_index(str(store.directory / f"{previous.name}.faiss"))
         nlist, trained = previous.nlist, previous.trained_windows
-        rows = [np.load(store.directory / f"{previous.name}.rows")] if extend else []
-        if not extend:
+        rows = []
+        if extend:  # the old records' segment numbers, renumbered to this build's segment list
+            old = np.load(store.directory / f"{previous.name}.rows")
+            renumber = np.asarray([names.index(n) for n in previous.segments], np.uint16)
+            old["seg"] = renumber[old["seg"]]
+            rows.append(old)
+        else:
             index.reset()  # keep the trained quantizer, drop the vectors
     covered = set(previous.segments) if extend else set()
-    for seg in m.segments:
+    for number, seg in enumerate(m.segments):
         if seg.name in covered:
             continue
-        v, f, s, e = _live_rows(store, seg, live)
-        for i in range(0, len(v), ADD_BATCH):
-            index.add(np.ascontiguousarray(v[i : i + ADD_BATCH], np.float32))
-        rows.append(np.stack([f.astype(np.float64), s, e], axis=1))
-    table = np.concatenate(rows) if rows else np.empty((0, 3))
+        v, f, s, e = store.read_segment(seg)
+        keep = np.flatnonzero(np.isin(f, live))
+        for i in range(0, len(keep), ADD_BATCH):
+            index.add(np.ascontiguousarray(v[keep[i : i + ADD_BATCH]], np.float32))
+        rows.append(_records(f[keep], s[keep], e[keep], number, keep))
+    table = np.concatenate(rows) if rows else np.empty(0, ROW_DTYPE)
     buf = io.BytesIO()
     np.save(buf, table)
     atomic_write_bytes(store.directory / f"{name}.rows", buf.getvalue())
@@ -176,37 +196,58 @@ class ApproxIndex:
     """Looks like a faiss index to awesearch.search (d, ntotal, search): ids below n_approx are rows of the
     memory-mapped IVF index, the rest are rows of the exact tail index."""
 
-    def __init__(self, ivf, nprobe: int, rows: np.ndarray, live: np.ndarray, tail):
+    def __init__(self, ivf, nprobe: int, rows: np.ndarray, live: np.ndarray, tail, vectors: list):
         import faiss
 
         self.ivf, self.rows, self.live, self.tail = ivf, rows, live, tail
+        self.vectors = vectors  # per covered segment: (scales, codes) memory maps of its seg-*.vec
         self.params = faiss.SearchParametersIVF(nprobe=nprobe)
         self.n_approx = int(ivf.ntotal)
         self.d = int(ivf.d)
         self.ntotal = self.n_approx + int(tail.ntotal)
 
-    def _search_live(self, q: np.ndarray, k: int):
-        """IVF top-k per query among live rows: rows of since deleted or changed files are dropped, and the
-        search is repeated with twice the depth for queries that lost some, until k remain or all is seen."""
-        s = np.full((len(q), k), -np.inf, np.float32)
+    def _candidates(self, q: np.ndarray, k: int) -> np.ndarray:
+        """IVF top-k ids per query among live rows (-1 padded): rows of since deleted or changed files are
+        dropped, and the search is repeated with twice the depth for queries that lost some, until k remain
+        or all is seen."""
         ids = np.full((len(q), k), -1, np.int64)
         todo, depth = np.arange(len(q)), k
         while len(todo):
-            s1, i1 = self.ivf.search(q[todo], min(depth, max(self.n_approx, 1)), params=self.params)
+            _, i1 = self.ivf.search(q[todo], min(depth, max(self.n_approx, 1)), params=self.params)
             valid = i1 >= 0
-            fid = np.where(valid, self.rows[np.maximum(i1, 0), 0], -1).astype(np.int64)
+            fid = np.where(valid, self.rows["file_id"][np.maximum(i1, 0)], -1).astype(np.int64)
             live = valid & np.isin(fid, self.live)
             short = []
             for r, qi in enumerate(todo):
                 keep = np.flatnonzero(live[r])[:k]
-                s[qi, : len(keep)], ids[qi, : len(keep)] = s1[r, keep], i1[r, keep]
+                ids[qi, : len(keep)] = i1[r, keep]
                 if len(keep) < k and valid[r].all() and depth < self.n_approx:
                     short.append(qi)
             todo, depth = np.asarray(short, np.int64), depth * 2
-        return s, ids
+        return ids
+
+    def _exact_scores(self, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Inner products of each query with its candidates' int8 vectors (-inf for padding)."""
+        from .vectors import decode
+
+        ok = ids >= 0
+        rec = self.rows[np.sort(ids[ok])]  # sorted: the memory maps are read in file order
+        vec = np.empty((len(rec), self.d), np.float32)
+        for seg in np.unique(rec["seg"]):
+            at = np.flatnonzero(rec["seg"] == seg)
+            scales, codes = self.vectors[int(seg)]
+            r = rec["row"][at]
+            vec[at] = decode(scales[r], codes[r], np.float32)
+        where = np.searchsorted(np.sort(ids[ok]), ids[ok])
+        out = np.full(ids.shape, -np.inf, np.float32)
+        out[ok] = np.einsum("ij,ij->i", vec[where], np.repeat(q, ok.sum(1), axis=0))
+        return out
 
     def search(self, q: np.ndarray, k: int):
-        s1, i1 = self._search_live(q, k)
+        ids = self._candidates(q, max(k * RERANK_DEPTH, MIN_RERANK))
+        scores = self._exact_scores(q, ids)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        s1, i1 = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
         parts_s, parts_i = [s1], [i1]
         if self.tail.ntotal:
             s2, i2 = self.tail.search(q, min(k, self.tail.ntotal))
@@ -218,11 +259,11 @@ class ApproxIndex:
 
 
 class _Column:
-    """Column c of the approximate rows (mapped through `convert`) followed by a tail array, indexable by one
-    id or an array of ids (as the second stage does)."""
+    """Field `name` of the approximate rows (mapped through `convert`) followed by a tail array, indexable by
+    one id or an array of ids (as the second stage does)."""
 
-    def __init__(self, rows: np.ndarray, c: int, tail: np.ndarray, convert=None):
-        self.rows, self.c, self.tail, self.convert = rows, c, tail, convert
+    def __init__(self, rows: np.ndarray, name: str, tail: np.ndarray, convert=None):
+        self.rows, self.name, self.tail, self.convert = rows, name, tail, convert
         self.n_approx = len(rows)
 
     def __len__(self) -> int:
@@ -232,8 +273,8 @@ class _Column:
         ids = np.asarray(i, np.int64)
         flat = ids.reshape(-1)
         inside = flat < self.n_approx
-        values = np.asarray(self.rows[flat[inside], self.c])
-        values = self.convert(values) if self.convert else values
+        values = np.asarray(self.rows[self.name][flat[inside]])
+        values = self.convert(values) if self.convert else values.astype(np.float64)
         out = np.empty(len(flat), values.dtype if inside.all() else np.result_type(values, self.tail))
         out[inside] = values
         out[~inside] = self.tail[flat[~inside] - self.n_approx]
@@ -244,8 +285,10 @@ def open_approx_table(store):
     """A WindowTable over the approximate index plus the exact tail (segments it does not cover)."""
     import faiss
 
+    from .errors import IndexFormatError
     from .search import WindowTable
     from .store import STATUS_INDEXED, _index_from_fp16, phonetic_name
+    from .vectors import map_vec
 
     info = approx_info(store.manifest)
     files = store.load_files()
@@ -261,17 +304,21 @@ def open_approx_table(store):
             raise FileNotFoundError(errno.ENOENT, "missing", str(path)) from None
         raise
     rows = np.load(store.directory / f"{info.name}.rows", mmap_mode="r")
+    if rows.dtype != ROW_DTYPE:
+        raise IndexFormatError(f"{info.name}.rows of index {store.directory} is not in this awesearch's format: re-index")
+    store.check_large([f"{name}.vec" for name in info.segments])
+    vectors = [map_vec(store.directory / f"{name}.vec") for name in info.segments]
     parts = [_live_rows(store, seg, live) for seg in store.manifest.segments if seg.name not in set(info.segments)]
     cols = [np.concatenate([p[c] for p in parts]) if parts else np.empty((0, store.manifest.dim) if c == 0 else 0) for c in range(4)]
     tail = _index_from_fp16(cols[0].reshape(-1, store.manifest.dim))
     dense_tail = np.searchsorted(live, cols[1])
-    index = ApproxIndex(ivf, choose_nprobe(info.nlist), rows, live, tail)
+    index = ApproxIndex(ivf, choose_nprobe(info.nlist), rows, live, tail, vectors)
     to_dense = lambda v: np.searchsorted(live, v.astype(np.int64))  # noqa: E731
     return WindowTable(
         index=index,
-        file_ids=_Column(rows, 0, dense_tail, to_dense),
-        starts=_Column(rows, 1, cols[2]),
-        ends=_Column(rows, 2, cols[3]),
+        file_ids=_Column(rows, "file_id", dense_tail, to_dense),
+        starts=_Column(rows, "start", cols[2]),
+        ends=_Column(rows, "end", cols[3]),
         paths=[paths_by_id[i] for i in indexed],
         phon_paths=[store.directory / phonetic_name(f.file_id) if f.phonetic_frames else None
                     for f in sorted(files, key=lambda f: f.file_id) if f.status == STATUS_INDEXED],

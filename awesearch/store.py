@@ -470,6 +470,7 @@ class IndexStore:
         names |= {phonetic_name(f.file_id) for f in files if f.status == STATUS_INDEXED and f.phonetic_frames}
         if self.manifest.approx:
             names |= {f"{self.manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}
+            names |= {f"{seg}.vec" for seg in self.manifest.approx["segments"]}  # it re-ranks from them
         names |= {f"{t.name}.parquet" for t in self.manifest.speaker_tables}
         if self.manifest.speaker_voices:
             names.add(self.manifest.speaker_voices)

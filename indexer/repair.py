@@ -64,7 +64,8 @@ def repair(directory: Path, manifest: Manifest, damages: list[Damage]) -> tuple[
     bad = {d.name for d in damages}
     table_lost = manifest.files_table in bad
     bad_segments = {m.group(1) for name in bad if (m := SEGMENT_FILE.match(name))}
-    if manifest.approx and bad & {f"{manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}:
+    if manifest.approx and (bad & {f"{manifest.approx['name']}.{ext}" for ext in ("faiss", "rows")}
+                            or bad_segments & set(manifest.approx["segments"])):
         manifest.approx = None  # derived from the segments: rebuilt at the end of the run, nothing is lost
     known = (SEGMENT_FILE.match, APPROX_FILE.match, PHONETIC_FILE.match, SPEAKER_FILE.match, VOICES_FILE.match)
     unknown = [d for d in damages if d.name != manifest.files_table and not any(k(d.name) for k in known)]

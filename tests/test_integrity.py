@@ -182,7 +182,7 @@ def test_full_tmpfs_ends_in_one_line_and_keeps_the_index(corpus, tmp_path):
         again = runner.invoke(app, ["index", str(corpus), "--index", str(idx), "--model", "random", "--quiet"])
         assert again.exit_code == 0 and "2 indexed, 1 unchanged" in again.output, again.output
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)  # lazy: an fd the CLI runner left open keeps it busy
 
 
 def test_index_written_before_checksums_opens_and_gains_them(indexed):
