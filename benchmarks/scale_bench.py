@@ -1,6 +1,6 @@
 """Index size, recall@100 of approximate against exact search, text query latency and memory against index size.
 
-    nice -n 10 python benchmarks/scale_bench.py [--hours 1 10 100] [--workdir /tmp/awesearch-scale]
+    nice -n 10 python benchmarks/scale_bench.py [--hours 1 10 100 1000 10000] [--workdir /tmp/awesearch-scale]
 
 SYNTHETIC INDEXES: the example archive (awesearch/example.py) is indexed with the shipped encoder; its
 windows are the base set. An index of H hours holds H * 3600 * W windows (W: windows per audio second of
@@ -11,6 +11,9 @@ grows through the sizes in turn. At each size the approximate index is built by 
 it anyway to compare), then separate processes open the index exactly (all fp16 vectors in memory) and
 approximately (memory-mapped IVF) and run the same queries: text queries (warm, through SearchEngine) for
 latency, and those plus perturbed base windows (audio-like queries) for recall@100 against exact.
+Sizes above --replicate-above (100 h) are made from the largest built index by `replicate` (code-space copies
+of its inverted lists, see there; ~40 GB of disk at 10,000 h, deleted after its queries): latency, memory
+and size only.
 Memory: the query process's anonymous resident memory (RssAnon) after the queries minus before opening the
 index (encoder loaded); memory-mapped index pages (RssFile, page cache the kernel can drop) are listed apart.
 Writes benchmarks/results/scale_bench.{json,md,png} (or --out DIR).
@@ -76,6 +79,85 @@ def grow(writer, base: np.ndarray, target: int, wps: float, perturb: float, rng)
     writer.commit(pending)
 
 
+def replicate(src: Path, dst: Path, factor: int, encoder, seed: int = 0) -> dict:
+    """A synthetic index `factor` times the size of src's approximate index, made in CODE SPACE: every inverted
+    list of src becomes choose_nlist(target) / nlist lists (centroid copies plus noise N(0, 0.01^2)), which
+    together hold `factor` copies of its entries, every copy after the first with random low bits of its
+    4-bit codes flipped; no vector is re-assigned or re-encoded. Rows: each copy's rows point at new file ids
+    (so the files table lists factor x the recordings) but at src's int8 vectors (the re-ranking reads those:
+    a smaller set of files than a real index of that size would). src's segments are hard-linked into dst.
+    The IVF file is streamed in faiss's own format (header, then "ilar" lists), so the query path is the
+    product's (read with IO_FLAG_MMAP)."""
+    import faiss
+
+    from awesearch import approx
+    from awesearch.store import STATUS_INDEXED, FileRecord, IndexStore
+    from indexer.writer import IndexWriter
+
+    rng = np.random.default_rng(seed)
+    store = IndexStore.open(src)
+    info = approx.approx_info(store.manifest)
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    for p in src.iterdir():
+        if p.suffix in (".vec", ".parquet", ".json", ".awp") or p.name.startswith("approx-"):
+            os.link(p, dst / p.name)
+    base = faiss.read_index(str(src / f"{info.name}.faiss"))
+    n_b, nl_b, cs = int(base.ntotal), int(base.nlist), int(base.code_size)
+    n_t = n_b * factor
+    nl_t = max(nl_b, approx.choose_nlist(n_t))
+    copies = nl_t // nl_b
+    cent = base.quantizer.reconstruct_n(0, nl_b)
+    cent_t = np.repeat(cent, copies, axis=0) + rng.normal(0, 0.01, (nl_t, cent.shape[1])).astype(np.float32)
+    big = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(cent.shape[1]), cent.shape[1], nl_t, faiss.ScalarQuantizer.QT_4bit, faiss.METRIC_INNER_PRODUCT)
+    big.sq.trained = base.sq.trained
+    big.quantizer.add(cent_t)
+    big.is_trained = True
+    big.by_residual = base.by_residual
+    big.ntotal = n_t
+    head = faiss.serialize_index(big).tobytes()
+    empty = 32  # "ilar", nlist, code_size, "sprs", an empty vector: what an index without entries ends with
+    if head[-empty:-empty + 4] != b"ilar":
+        raise RuntimeError("unexpected faiss serialisation")
+    invl = base.invlists
+    lists = [(faiss.rev_swig_ptr(invl.get_codes(l), invl.list_size(l) * cs).copy(),
+              faiss.rev_swig_ptr(invl.get_ids(l), invl.list_size(l)).copy()) for l in range(nl_b)]
+    reps = [list(range(j, factor, copies)) for j in range(copies)]  # which copies of the entries list copy j holds
+    sizes = np.array([len(lists[l][1]) * len(reps[j]) for l in range(nl_b) for j in range(copies)], np.uint64)
+    name = f"approx-{999000 + factor:06d}"
+    w = IndexWriter.open(dst, encoder, source=store.manifest.encoder_source, verify=False)  # before writing: it collects
+    with open(dst / f"{name}.faiss", "wb") as f:  # unreferenced files at open
+        f.write(head[:-empty])
+        f.write(b"ilar" + np.uint64(nl_t).tobytes() + np.uint64(cs).tobytes() + b"full" + np.uint64(nl_t).tobytes() + sizes.tobytes())
+        for codes, ids in lists:
+            for j in range(copies):
+                cc, ii = [], []
+                for r in reps[j]:
+                    c = codes if r == 0 else codes ^ (rng.integers(0, 256, len(codes), np.uint8) & 0x11)
+                    cc.append(c)
+                    ii.append(ids + r * n_b)
+                if cc:
+                    f.write(np.concatenate(cc).tobytes())
+                    f.write(np.concatenate(ii).astype(np.int64).tobytes())
+    rows_b = np.load(src / f"{info.name}.rows")
+    files = [f for f in store.load_files() if f.status == STATUS_INDEXED]
+    stride = max(f.file_id for f in files) + 1
+    rows = np.lib.format.open_memmap(dst / f"{name}.rows", "w+", approx.ROW_DTYPE, (n_t,))
+    for r in range(factor):
+        part = rows_b.copy()
+        part["file_id"] += r * stride
+        rows[r * n_b : (r + 1) * n_b] = part
+    rows.flush()
+    del rows
+    with w:
+        records = [FileRecord(f.file_id + r * stride, f"{f.path}.copy{r}", f.size, f.mtime_ns, "", f.duration, STATUS_INDEXED,
+                              windows=f.windows) for r in range(1, factor) for f in files]
+        w.manifest.approx = {**approx.asdict(info), "name": name, "windows": n_t, "trained_windows": n_t, "nlist": nl_t}
+        for i in range(0, len(records), 20_000):
+            w.commit(records[i : i + 20_000])
+    return {"windows": n_t, "nlist": nl_t, "centroid_copies": copies}
+
+
 def sizes(directory: Path) -> dict:
     from awesearch.store import IndexStore
 
@@ -131,7 +213,7 @@ def child(mode: str, directory: Path, repeats: int) -> None:
         if nprobe:
             table.index.params = faiss.SearchParametersIVF(nprobe=nprobe)
         _, found = table.index.search(np.ascontiguousarray(queries, np.float32), 100)
-        tops[str(nprobe)] = [[f"{table.paths[int(table.file_ids[j])]}@{float(table.starts[j]):.6f}" for j in row if j >= 0] for row in found]
+        tops[str(nprobe)] = [[f"{table.paths[int(table.file_ids[j])]}@{float(table.starts[j]):.3f}" for j in row if j >= 0] for row in found]  # ms: approximate rows hold float32 seconds
     print(json.dumps({
         "mode": mode, "open_s": open_s, "p50_ms": float(np.percentile(times, 50) * 1000),
         "p95_ms": float(np.percentile(times, 95) * 1000), "rss_before_mb": before / 1024,
@@ -169,15 +251,17 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     h = [r["hours"] for r in rows]
+    he = [r["hours"] for r in rows if r["exact"]]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(h, [r["exact"]["p50_ms"] for r in rows], "o-", label="exact p50")
-    ax1.plot(h, [r["exact"]["p95_ms"] for r in rows], "o--", label="exact p95")
+    ax1.plot(he, [r["exact"]["p50_ms"] for r in rows if r["exact"]], "o-", label="exact p50")
+    ax1.plot(he, [r["exact"]["p95_ms"] for r in rows if r["exact"]], "o--", label="exact p95")
     ax1.plot(h, [r["approx"]["p50_ms"] for r in rows], "s-", label="approximate p50")
     ax1.plot(h, [r["approx"]["p95_ms"] for r in rows], "s--", label="approximate p95")
-    ax1.set(xscale="log", yscale="log", xlabel="hours indexed (synthetic)", ylabel="text query latency, ms")
+    ax1.axvline(max(he) * 1.5, color="grey", lw=0.8, ls=":")
+    ax1.set(xscale="log", yscale="log", xlabel="hours indexed (synthetic; right of the line: replicated)", ylabel="text query latency, ms")
     ax1.legend()
     for nprobe in NPROBES:
-        ax2.plot(h, [r["recall"][str(nprobe)] for r in rows], "o-", label=f"nprobe {nprobe}")
+        ax2.plot(he, [r["recall"][str(nprobe)] for r in rows if r["recall"]], "o-", label=f"nprobe {nprobe}")
     ax2.axhline(0.95, color="grey", lw=0.8)
     ax2.set(xscale="log", xlabel="hours indexed (synthetic)", ylabel="recall@100 vs exact", ylim=(0.85, 1.005))
     ax2.legend()
@@ -186,11 +270,27 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def size_row(idx: Path, hours: float, n: int, nlist: int, build_s: float, appr: dict, exact: dict | None) -> dict:
+    kinds = sizes(idx)
+    seg = sum(v for k, v in kinds.items() if not k.startswith("approx"))
+    apx = sum(v for k, v in kinds.items() if k.startswith("approx"))
+    return {
+        "hours": hours, "windows": n, "nlist": nlist, "build_s": build_s, "sizes": kinds,
+        "mb_per_hour_segments": seg / hours / 1e6, "mb_per_hour_approx": apx / hours / 1e6,
+        "recall": {k: recall(exact["tops"]["0"], v) for k, v in appr["tops"].items()} if exact else None,
+        "exact": {k: v for k, v in exact.items() if k != "tops"} if exact else None,
+        "approx": {k: v for k, v in appr.items() if k != "tops"},
+    }
+
+
 def markdown(meta: dict, rows: list[dict]) -> str:
     out = [
         f"Synthetic indexes (replicated + perturbed windows of the example archive, noise {meta['perturb']} per dim), "
         f"{meta['wps']:.1f} windows per audio second, encoder `{meta['encoder']}`, 1 torch + 1 FAISS thread, "
-        f"{os.cpu_count()} CPUs shared, load {meta['load']:.1f}. Approximate: IVF {meta['codes']}, nprobe {meta['nprobe']}.",
+        f"{os.cpu_count()} CPUs shared, load {meta['load']:.1f}. Approximate: IVF {meta['codes']}, nprobe {meta['nprobe']}. "
+        "Rows marked * were made from the largest built index by replicating its inverted lists in code space "
+        "(scale_bench.replicate: centroid copies, perturbed 4-bit codes, no re-assignment; re-ranking reads the "
+        "built index's int8 vectors); exact search and recall are not measured there.",
         "",
         "| hours | windows | lists | index MB/h (segments + approx) | approx build s | exact p50/p95 ms | approx p50/p95 ms | "
         "recall@100 | memory MB exact / approx (+ mapped) | approx open s |",
@@ -198,17 +298,23 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     ]
     for r in rows:
         e, a = r["exact"], r["approx"]
+        ex = f"{e['p50_ms']:.1f} / {e['p95_ms']:.1f}" if e else "–"
+        mem_e = f"{e['anon_mb'] - e['rss_before_mb']:.0f}" if e else "–"
+        rec = f"{r['recall'][str(meta['nprobe'])]:.3f}" if r["recall"] else "–"
+        star = " *" if "replicated_from_hours" in r else ""
         out.append(
-            f"| {r['hours']:g} | {r['windows']:,} | {r['nlist']} | {r['mb_per_hour_segments']:.1f} + {r['mb_per_hour_approx']:.1f} | "
-            f"{r['build_s']:.0f} | {e['p50_ms']:.1f} / {e['p95_ms']:.1f} | {a['p50_ms']:.1f} / {a['p95_ms']:.1f} | "
-            f"{r['recall'][str(meta['nprobe'])]:.3f} | {e['anon_mb'] - e['rss_before_mb']:.0f} / {a['anon_mb'] - a['rss_before_mb']:.0f} (+ {a['file_mb']:.0f}) | {a['open_s']:.1f} |"
+            f"| {r['hours']:g}{star} | {r['windows']:,} | {r['nlist']} | {r['mb_per_hour_segments']:.1f} + {r['mb_per_hour_approx']:.1f} | "
+            f"{r['build_s']:.0f} | {ex} | {a['p50_ms']:.1f} / {a['p95_ms']:.1f} | "
+            f"{rec} | {mem_e} / {a['anon_mb'] - a['rss_before_mb']:.0f} (+ {a['file_mb']:.0f}) | {a['open_s']:.1f} |"
         )
     return "\n".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=float, nargs="+", default=[1, 10, 100])
+    ap.add_argument("--hours", type=float, nargs="+", default=[1, 10, 100, 1000, 10000])
+    ap.add_argument("--replicate-above", type=float, default=100,
+                    help="sizes above this many hours are made by replicating the largest built one in code space")
     ap.add_argument("--perturb", type=float, default=0.05, help="noise std per dimension of the replicas")
     ap.add_argument("--audio-queries", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=40)
@@ -233,9 +339,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     meta = {"perturb": args.perturb, "wps": wps, "encoder": encoder.name, "load": os.getloadavg()[0],
-            "codes": "8-bit scalar quantizer", "nprobe": approx.NPROBE, "synthetic": True}
+            "codes": "4-bit scalar quantizer, re-ranked from int8", "nprobe": approx.NPROBE, "synthetic": True}
     approx.APPROX_MIN_WINDOWS = 0  # build it at every size, to compare with exact
-    for hours in sorted(args.hours):
+    built = [h for h in sorted(args.hours) if h <= args.replicate_above]
+    for hours in built:
         n = int(hours * 3600 * wps)
         with IndexWriter.open(idx, encoder, source=source) as w:
             grow(w, base, n, wps, args.perturb, rng)
@@ -243,18 +350,20 @@ def main() -> None:
             approx.update_approx(w)
             build_s = time.perf_counter() - t0
             info = approx.approx_info(w.manifest)
-        kinds = sizes(idx)
-        seg = sum(v for k, v in kinds.items() if not k.startswith("approx"))
-        apx = sum(v for k, v in kinds.items() if k.startswith("approx"))
         exact, appr = run_child("exact", idx, args), run_child("approx", idx, args)
-        row = {
-            "hours": hours, "windows": n, "nlist": info.nlist, "build_s": build_s, "sizes": kinds,
-            "mb_per_hour_segments": seg / hours / 1e6, "mb_per_hour_approx": apx / hours / 1e6,
-            "recall": {k: recall(exact["tops"]["0"], v) for k, v in appr["tops"].items()},
-            "exact": {k: v for k, v in exact.items() if k != "tops"}, "approx": {k: v for k, v in appr.items() if k != "tops"},
-        }
-        rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "sizes"}), file=sys.stderr, flush=True)
+        rows.append(size_row(idx, hours, n, info.nlist, build_s, appr, exact))
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "sizes"}), file=sys.stderr, flush=True)
+    for hours in [h for h in sorted(args.hours) if h > args.replicate_above]:
+        factor = int(round(hours / built[-1]))
+        big = args.workdir / f"index-x{factor}"
+        t0 = time.perf_counter()
+        made = replicate(idx, big, factor, encoder)
+        build_s = time.perf_counter() - t0
+        appr = run_child("approx", big, args)
+        rows.append({**size_row(big, built[-1] * factor, made["windows"], made["nlist"], build_s, appr, None),
+                     "replicated_from_hours": built[-1], "centroid_copies": made["centroid_copies"]})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "sizes"}), file=sys.stderr, flush=True)
+        shutil.rmtree(big, ignore_errors=True)  # tens of GB at 10,000 h
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     md = markdown(meta, rows)

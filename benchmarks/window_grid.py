@@ -7,6 +7,9 @@ end-to-end detection, for several window grids (awesearch/windows.py WindowGrid)
 Archives: ``calib`` is the calibration archive of awesearch/train/fit_calibration.py (20 min of held-out
 synthetic voices, half degraded; rebuilt with the same seed into --work): the grid is CHOSEN here.
 ``real`` is ../shared/eval/real (read in place): only REPORTED, never used to choose.
+Rule, fixed before the candidates were measured: among grids with at most 15 windows per second of
+speech on ``calib``, the one with the highest word recall@100 on ``calib``; within 0.005 of it, the higher
+word MAP of the second stage, then fewer windows.
 Every grid indexes the archive anew (shipped encoder + phoneme head, the grid set in the child process).
 Per grid: windows per second of speech (VAD), index size, first-stage recall@100 (share of true
 occurrences matched by the top 100 first-stage hits, benchmarks/stdmetrics.py matching) of word and
