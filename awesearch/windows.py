@@ -1,17 +1,19 @@
-"""Candidate word-level windows (one to four words, about 0.2..2.0 s) inside speech regions.
+"""Candidate word-level windows (one to four words, about 0.25..2.0 s) inside speech regions.
 
 Boundaries: the edges of each span of speech (VAD regions closer than JOIN_GAP_S joined, so phrases with
-short pauses get windows) and an even grid between them with at most MAX_GAP_S spacing. Every instant of
-speech is then within MAX_GAP_S / 2 = 0.1 s of a boundary, so any word or phrase of 0.2..2.0 s has a
-window whose start and end are each within 0.1 s of the true ones (tests/test_audio.py checks this on
-synthesized speech). Windows: every pair of boundaries in one span that is MIN_WINDOW_S..MAX_WINDOW_S long.
+short pauses get windows) and an even grid between them with at most MAX_GAP_S spacing. Windows up to
+COARSE_FROM_S long are every pair of boundaries of one span that far apart, so their start and end are each
+within MAX_GAP_S / 2 = 0.125 s of any word's; longer windows (phrases) use every COARSE_STRIDE-th boundary,
+within 0.25 s. The first stage only has to put a window near each occurrence: the second stage
+(awesearch/detect.py) merges the hits into regions with margins and finds the word edges by alignment.
 
-Density: with b = 1 / MAX_GAP_S boundaries per second and windows up to MAX_WINDOW_S, a long span gives
-about b * b * (MAX_WINDOW_S - MIN_WINDOW_S) = 46 windows per second; real spans are short, so measured
-figures are 38 / s on the test sentences and 43 / s on benchmarks/index_speed.py's recording. The 0.1 s
-guarantee sets this floor: 30 / s would need MAX_WINDOW_S = 1.35 s or a 0.125 s tolerance. Snapping
-boundaries to energy dips was tried: anchoring extra boundaries at dips improved the mean end-point error
-from 0.065 s to 0.054 s but raised density by 20 %, so it is not used.
+Density: with b = 1 / g boundaries per second, windows of lo..hi seconds number about (hi - lo) * b^2 per
+second of a long span. The grid was chosen by benchmarks/window_grid.py on held-out synthetic voices (the
+calibration archive; rule stated there before measuring): 12.9 windows per second of speech against 38.9
+for the earlier 0.2 s grid up to 2 s, word recall@100 of the first stage 0.920 against 0.925, second-stage
+word MAP 0.828 against 0.823 (results in benchmarks/results/window_grid_calib.json, real-set report
+beside it). Snapping boundaries to energy dips was tried earlier: +20 % density for 0.011 s of mean
+end-point error, not used.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 
-MIN_WINDOW_S = 0.15  # seconds: shortest window; below 0.2 so a 0.2 s word has a window within 0.1 s at both ends
+MIN_WINDOW_S = 0.15  # seconds: shortest window (a span shorter than one grid step still gets one)
 MAX_WINDOW_S = 2.0  # seconds: longest window (about four words)
-MAX_GAP_S = 0.2  # seconds: no two consecutive boundaries are further apart than this
+MAX_GAP_S = 0.25  # seconds: no two consecutive boundaries are further apart than this
+COARSE_FROM_S = 0.6  # seconds: longer windows use only every COARSE_STRIDE-th boundary
+COARSE_STRIDE = 2  # boundaries
 JOIN_GAP_S = 0.3  # seconds: speech regions closer than this form one span (pauses inside a phrase)
 
 
@@ -50,8 +54,8 @@ class WindowGrid:
     gap_s: float = MAX_GAP_S  # seconds: no two consecutive boundaries further apart
     min_window_s: float = MIN_WINDOW_S  # seconds
     max_window_s: float = MAX_WINDOW_S  # seconds
-    coarse_from_s: float = float("inf")  # seconds: windows longer than this come from the coarse boundaries
-    coarse_stride: int = 2  # boundaries: the coarse grid keeps one in this many
+    coarse_from_s: float = COARSE_FROM_S  # seconds: windows longer than this come from the coarse boundaries
+    coarse_stride: int = COARSE_STRIDE  # boundaries: the coarse grid keeps one in this many
 
 
 GRID = WindowGrid()  # the grid the indexer uses

@@ -37,15 +37,15 @@ import stdmetrics as sm  # noqa: E402
 DEFAULT_WORK = Path.home() / ".cache" / "awesearch" / "window-grid"
 DEFAULT_REAL = HERE.parent.parent / "shared" / "eval" / "real"
 DEFAULT_CORPUS = Path.home() / ".cache" / "awesearch" / "corpus"
-GRIDS = {  # name -> WindowGrid keyword arguments
-    "today": {"gap_s": 0.2},
-    "g0.25": {"gap_s": 0.25},
-    "g0.3": {"gap_s": 0.3},
-    "g0.35": {"gap_s": 0.35},
-    "g0.4": {"gap_s": 0.4},
+GRIDS = {  # name -> WindowGrid keyword arguments ("today": the grid before issue 11)
+    "today": {"gap_s": 0.2, "coarse_from_s": float("inf")},
+    "g0.3": {"gap_s": 0.3, "coarse_from_s": float("inf")},
+    "g0.35": {"gap_s": 0.35, "coarse_from_s": float("inf")},
     "g0.2c0.5": {"gap_s": 0.2, "coarse_from_s": 0.5},
     "g0.25c0.6": {"gap_s": 0.25, "coarse_from_s": 0.6},
     "g0.3c0.8": {"gap_s": 0.3, "coarse_from_s": 0.8},
+    "g0.3c1.2": {"gap_s": 0.3, "coarse_from_s": 1.2},
+    "g0.3m1.6": {"gap_s": 0.3, "coarse_from_s": float("inf"), "max_window_s": 1.6},
 }
 
 

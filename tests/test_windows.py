@@ -10,7 +10,10 @@ def density(grid: WindowGrid, span_s: float = 60.0) -> float:
     return len(span_windows(0.0, span_s, grid)) / span_s
 
 
-@pytest.mark.parametrize("grid", [WindowGrid(gap_s=0.2), WindowGrid(gap_s=0.3), WindowGrid(gap_s=0.25, coarse_from_s=0.6)])
+INF = float("inf")  # no coarse tier
+
+
+@pytest.mark.parametrize("grid", [WindowGrid(gap_s=0.2, coarse_from_s=INF), WindowGrid(gap_s=0.3, coarse_from_s=INF), GRID])
 def test_every_word_has_a_window_within_its_grid_tolerance(grid):
     w = span_windows(0.0, 30.0, grid)
     d = w[:, 1] - w[:, 0]
@@ -37,7 +40,9 @@ def test_coarse_long_windows_sit_on_every_other_boundary():
 
 
 def test_density_on_a_long_span_follows_the_formula():
-    # one boundary every g seconds, windows of lo..hi seconds: about (hi - lo) / g^2 per second of speech
-    assert density(WindowGrid(gap_s=0.2)) == pytest.approx((2.0 - 0.2) / 0.2**2, rel=0.08)
-    assert density(WindowGrid(gap_s=0.3)) == pytest.approx((2.1 - 0.3) / 0.3**2, rel=0.08)
-    assert density(GRID) <= 20  # the indexer's grid: at most 15 windows per second of (real, short-span) speech
+    # 1 / g starts per second, each with the lengths g, 2g, ... up to 2 s (minus the span's end)
+    assert density(WindowGrid(gap_s=0.2, coarse_from_s=INF)) == pytest.approx(5 * 10, rel=0.03)
+    assert density(WindowGrid(gap_s=0.3, coarse_from_s=INF)) == pytest.approx(10 / 3 * 6, rel=0.03)
+    # the indexer's grid: 4 starts/s x 2 fine lengths (0.25, 0.5 s) + 2 starts/s x 3 coarse ones (1, 1.5, 2 s)
+    assert density(GRID) == pytest.approx(4 * 2 + 2 * 3, rel=0.02)
+    assert density(GRID) < 15  # measured on speech (short spans): 12.9 per second
