@@ -94,7 +94,7 @@ def _records(f: np.ndarray, s: np.ndarray, e: np.ndarray, seg: int, rows: np.nda
 
 
 def _train(store, segments, live: np.ndarray, n_live: int, nlist: int, dim: int, seed: int = 0):
-    """An empty IVF index whose quantizer and 8-bit ranges are trained on a uniform sample of live windows."""
+    """An empty IVF index whose quantizer and 4-bit ranges are trained on a uniform sample of live windows."""
     import faiss
 
     rng = np.random.default_rng(seed)

@@ -144,7 +144,7 @@ class Manifest:
 class SearchData:
     """All live windows of an index, ready to search."""
 
-    index: "faiss.Index"  # IndexScalarQuantizer fp16, inner product; row i is window i
+    index: "faiss.Index"  # IndexScalarQuantizer fp16 (the decoded int8 vectors), inner product; row i is window i
     file_ids: np.ndarray  # [n] int64
     starts: np.ndarray  # [n] float64 seconds
     ends: np.ndarray  # [n] float64 seconds
