@@ -164,8 +164,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--queries", type=int, default=300, help="word queries on calib (phrases: a quarter per length)")
     p.add_argument("--reuse-index", action="store_true")
-    p.add_argument("--out", type=Path)
+    p.add_argument("--out", type=Path, help="JSON report (grids already in it are kept)")
+    p.add_argument("--out-md", type=Path, help="also write the report as a markdown table")
+    p.add_argument("--md-only", action="store_true", help="only render --out as --out-md")
     a = p.parse_args(argv)
+    if a.md_only:
+        a.out_md.write_text(markdown(json.loads(a.out.read_text())))
+        return {}
     import torch
 
     torch.set_num_threads(1)
@@ -191,7 +196,23 @@ def main(argv: list[str] | None = None) -> dict:
         print(name, json.dumps({k: v for k, v in row.items() if k != "cost"}), flush=True)
         if a.out:
             a.out.write_text(json.dumps(report, indent=1))
+    if a.out_md:
+        a.out_md.write_text(markdown(report))
     return report
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Archive `{report['archive']}`: {report['files']} files, {report['queries']} queries (words, then 2- and 3-word phrases). "
+             "Grid fields as in awesearch/windows.py WindowGrid (no coarse_from_s or Infinity: one uniform grid). Second stage with the "
+             "calibration shipped at the time of the run.", "",
+             "| grid | windows / s of speech | MB / audio hour | words recall@100 | words MAP (2nd stage) | words MTWV | phrases recall@100 | phrases MAP |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = sorted(report["grids"].items(), key=lambda kv: -kv[1]["windows_per_speech_s"])
+    for name, g in rows:
+        w, ph = g["word"], g["phrase"]
+        lines.append(f"| {name} `{json.dumps(g['grid'])}` | {g['windows_per_speech_s']:.1f} | {g['mb_per_audio_hour']:.1f} | {w['recall_at_100']:.3f} | "
+                     f"{w['map']:.3f} | {w['mtwv']:.3f} | {ph['recall_at_100']:.3f} | {ph['map']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
