@@ -68,8 +68,9 @@ def test_packed_and_island_index_equals_the_sequential_one(gappy, tmp_path, monk
     assert packed_s < sum(encoded) - 15  # the 20 s silence (less the margins) was not encoded
     a, b = rows_and_vectors(tmp_path / "packed"), rows_and_vectors(tmp_path / "sequential")
     assert set(a) == set(b)
-    for k in a:  # equal up to float rounding (the cumulative sum runs over spans of other lengths), fp16 storage
-        np.testing.assert_allclose(a[k], b[k], atol=1e-3)
+    for k in a:  # equal up to float rounding (the cumulative sum runs over spans of other lengths), which int8
+        # storage can turn into one code step (max |x| / 127)
+        np.testing.assert_allclose(a[k], b[k], atol=np.abs(b[k]).max() / 127 + 1e-3)
 
 
 @pytest.mark.slow
