@@ -70,8 +70,10 @@ def describe(manifest) -> str:
 
 
 def choose_nlist(windows: int) -> int:
+    """~sqrt(windows) lists as a power of two within MIN_LISTS..MAX_LISTS, and never more than windows (k-means
+    needs a point per list; only a tiny index with a lowered APPROX_MIN_WINDOWS gets there)."""
     target = LISTS_PER_SQRT * math.sqrt(max(windows, 1))
-    return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** round(math.log2(target)))))
+    return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** round(math.log2(target))), max(windows, 1)))
 
 
 def choose_nprobe(nlist: int) -> int:

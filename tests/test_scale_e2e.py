@@ -48,7 +48,7 @@ def test_approximate_index_serves_the_second_stage(shipped, monkeypatch):
     audio, idx = shipped
     exact = SearchEngine.open(idx).search(text="prince")
     monkeypatch.setattr(approx, "APPROX_MIN_WINDOWS", 1)
-    monkeypatch.setattr(approx, "NPROBE", approx.MIN_LISTS)  # every list: only the 8-bit codes differ from exact
+    monkeypatch.setattr(approx, "NPROBE", approx.MIN_LISTS)  # every list: exact up to the int8 re-ranking
     index_paths([audio], idx)  # nothing to embed; the run ends by building the approximate index
     engine = SearchEngine.open(idx)
     assert isinstance(engine.table.index, approx.ApproxIndex) and engine.calibrated
