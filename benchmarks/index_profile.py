@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
+import resource
 import sys
 import threading
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 _TOTALS: dict[str, float] = defaultdict(float)
+_CPU: dict[str, float] = defaultdict(float)  # CPU seconds of the calling thread (CTranslate2 runs on its own threads)
 _CALLS: dict[str, int] = defaultdict(int)
 _LOCK = threading.Lock()
 
@@ -30,12 +33,13 @@ _LOCK = threading.Lock()
 def _timed(stage: str, fn):
     @functools.wraps(fn)
     def wrapper(*a, **kw):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         try:
             return fn(*a, **kw)
         finally:
             with _LOCK:
                 _TOTALS[stage] += time.perf_counter() - t
+                _CPU[stage] += time.thread_time() - c
                 _CALLS[stage] += 1
 
     return wrapper
@@ -48,7 +52,7 @@ def _timed_iter(stage: str, fn):
     def wrapper(*a, **kw):
         it = fn(*a, **kw)
         while True:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             try:
                 item = next(it)
             except StopIteration:
@@ -56,6 +60,7 @@ def _timed_iter(stage: str, fn):
             finally:
                 with _LOCK:
                     _TOTALS[stage] += time.perf_counter() - t
+                    _CPU[stage] += time.thread_time() - c
                     _CALLS[stage] += 1
             yield item
 
@@ -83,7 +88,7 @@ def instrument() -> None:
     embed.PhoneticTrack.add = _timed("phoneme head", embed.PhoneticTrack.add)
     from awesearch.speakers import SpeakerModel
 
-    SpeakerModel.embed_speech = _timed("speaker embeddings", SpeakerModel.embed_speech)
+    SpeakerModel.embed_speech_many = _timed("speaker embeddings", SpeakerModel.embed_speech_many)
     writer.IndexWriter.add_windows = _timed("write windows", writer.IndexWriter.add_windows)
     writer.IndexWriter.add_phonetic = _timed("write phonetic", writer.IndexWriter.add_phonetic)
     writer.IndexWriter.commit = _timed("commit", writer.IndexWriter.commit)
@@ -113,12 +118,17 @@ def main() -> None:
     rows["whisper encoder (without mel)"] = whisper_only
     print(f"audio {report.audio_s:.0f} s, {report.indexed} files, wall {wall:.1f} s (index_paths {report.wall_s:.1f} s): "
           f"{report.audio_s / wall:.1f}x real time")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"  process CPU {cpu:.1f} s (user {usage.ru_utime:.1f}, system {usage.ru_stime:.1f}), "
+          f"load average {os.getloadavg()[0]:.1f}; stage CPU is the calling thread's (the encoder's is CTranslate2's threads)")
     for k, v in sorted(rows.items(), key=lambda kv: -kv[1]):
-        print(f"  {k:32s} {v:7.2f} s  {100 * v / wall:5.1f} % of wall  ({_CALLS.get(k, 0)} calls)")
+        print(f"  {k:32s} {v:7.2f} s  {100 * v / wall:5.1f} % of wall  CPU {_CPU.get(k, 0.0):6.2f} s  ({_CALLS.get(k, 0)} calls)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"audio_s": report.audio_s, "files": report.indexed, "wall_s": wall,
-                                        "stages_s": rows, "calls": dict(_CALLS)}, indent=1) + "\n")
+                                        "stages_s": rows, "stages_thread_cpu_s": dict(_CPU), "process_cpu_s": cpu,
+                                        "load_avg": os.getloadavg(), "calls": dict(_CALLS)}, indent=1) + "\n")
     if args.index is None:
         shutil.rmtree(index_dir.parent, ignore_errors=True)
 

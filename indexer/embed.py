@@ -8,8 +8,9 @@ Only speech is encoded: each chunk's windows are grouped into speech islands (a 
 SKIP_GAP_S between them splits a group), and each island is encoded with SPAN_MARGIN_S of audio context on
 both sides. Islands of at most 30 s, from any files, are packed into shared 30 s Whisper blocks by the
 front end (`WhisperFrontend.encode_many`), so a 5 s clip no longer pays a whole block; longer islands are
-cut into overlapping blocks as before. Spans queue until PACK_FLUSH_S of audio is waiting (or the input
-ends), then all are encoded in one call; a file's events are emitted only after its spans are encoded.
+cut into overlapping blocks as before. Spans queue until PACK_FLUSH_S of audio is waiting, a span longer than
+LONG_SPAN_S arrives, or the input ends, then all are encoded in one call; a file's events are emitted only
+after its spans are encoded. A chunk's spans are handed over before its speaker embeddings are computed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ PACK_FLUSH_S = 120.0  # seconds of queued span audio that triggers encoding (4 W
 # quality on real speech is measured by benchmarks/pack_quality.py.
 PACK_MEAN_COSINE = 0.93
 PACK_P5_COSINE = 0.78
-VAD_BATCH_S = 60.0  # seconds of decoded audio whose VAD runs as one batch (many short files cost about one)
+LONG_SPAN_S = 30.0  # seconds: a longer span fills Whisper blocks of its own (nothing to pack), so it is encoded at once
+VAD_BATCH_S = 200.0  # seconds of decoded audio whose VAD runs as one batch (many short files cost about one;
+# 224 s of long-form took 0.92 s of CPU per 540 s of audio, 112 s batches 1.27 s)
+VAD_FIRST_BATCH_S = 60.0  # the first batch is smaller, so the encoder starts sooner
 QUEUE_CHUNKS = 2  # analysed chunks the decode/VAD thread may run ahead of the encoder
 
 
@@ -207,10 +211,11 @@ class _Packer:
 
 
 def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: float, out: queue.Queue, stop: threading.Event, speaker_model=None) -> None:
-    """Producer thread: per file, ("start", key), then per chunk (spans, ChunkDone, speech_s, core_end, Speakers
-    or None: with a speaker model, the speaker embeddings of the core's speech pieces), then
+    """Producer thread: per file, ("start", key), then per chunk ("spans", spans) and ("chunk", ChunkDone, speech_s,
+    core_end, Speakers or None: with a speaker model, the speaker embeddings of the core's speech pieces), then
     ("done", key) or ("failed", key, error); finally None. Exceptions other than decode errors are passed on.
-    Chunks are gathered until VAD_BATCH_S of audio waits and their VAD runs as one batch (short files)."""
+    Chunks are gathered until VAD_BATCH_S (the first time VAD_FIRST_BATCH_S) of audio waits and their VAD runs
+    as one batch (short files)."""
 
     def put(x) -> None:
         while not stop.is_set():
@@ -224,32 +229,40 @@ def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: f
 
     def flush() -> None:
         chunks = [m for m in pending if m[0] == "chunk"]
-        all_regions = speech_regions_many([m[2].samples for m in chunks]) if chunks else []
-        regions = iter(all_regions)
+        regions = iter(speech_regions_many([m[2].samples for m in chunks]) if chunks else ())
+        staged = []  # every chunk's spans go to the encoder first; speaker embeddings and the rest follow
+        for m in pending:
+            if m[0] == "start":
+                put(m)
+            elif m[0] != "chunk":
+                staged.append((m, None))
+            else:
+                r = next(regions)
+                w, speech_s = chunk_windows(m[2], frame_s, r)
+                put(("spans", island_spans(m[1], m[2], w, margin_s)))
+                staged.append((m, (r, w, speech_s)))
+        analysed_chunks = [(m[2], a[0]) for m, a in staged if a is not None]
         spoken = iter(  # the speaker pieces of every chunk, in one batch
             speaker_model.embed_speech_many(
-                [(c.samples, r, c.core_start - c.start, c.core_end - c.start) for (_, _, c), r in zip(chunks, all_regions)]
-            ) if speaker_model is not None and chunks else ()
+                [(c.samples, r, c.core_start - c.start, c.core_end - c.start) for c, r in analysed_chunks]
+            ) if speaker_model is not None and analysed_chunks else ()
         )
-        for m in pending:
-            if m[0] != "chunk":
+        for m, analysed in staged:
+            if analysed is None:
                 put(m)
                 continue
-            key, chunk = m[1], m[2]
-            r = next(regions)
-            w, speech_s = chunk_windows(chunk, frame_s, r)
+            (_, key, chunk), (r, w, speech_s) = m, analysed
             voices = None
             if speaker_model is not None:
                 pieces, emb = next(spoken)
                 if len(pieces):
                     p = np.round(pieces + chunk.start, 6)
                     voices = Speakers(key, p[:, 0], p[:, 1], emb)
-            core = ChunkDone(key, chunk.core_end - chunk.core_start, len(w))
-            put((island_spans(key, chunk, w, margin_s), core, speech_s, chunk.core_end, voices))
+            put(("chunk", ChunkDone(key, chunk.core_end - chunk.core_start, len(w)), speech_s, chunk.core_end, voices))
         pending.clear()
 
     try:
-        waiting_s = 0.0
+        waiting_s, batch_s = 0.0, VAD_FIRST_BATCH_S
         for key, path in files:
             pending.append(("start", key))
             try:
@@ -258,9 +271,9 @@ def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: f
                         return
                     pending.append(("chunk", key, chunk))
                     waiting_s += len(chunk.samples) / SAMPLE_RATE
-                    if waiting_s >= VAD_BATCH_S:
+                    if waiting_s >= batch_s:
                         flush()
-                        waiting_s = 0.0
+                        waiting_s, batch_s = 0.0, VAD_BATCH_S
             except AudioDecodeError as e:
                 pending.append(("failed", key, e))
             else:
@@ -286,7 +299,7 @@ def embed_stream(
         raise AwesearchError(f"chunk pad {CHUNK_PAD_S} s is too small for {MAX_WINDOW_S} s windows and {margin} s of context")
     frame_s = 1.0 / encoder.frame_rate
     packer = _Packer(encoder, phone, pack)
-    q: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+    q: queue.Queue = queue.Queue(maxsize=2 * QUEUE_CHUNKS)  # two messages per chunk
     stop = threading.Event()
     worker = threading.Thread(target=_analyse_files, args=(files, frame_s, margin, q, stop, speaker_model), name="awesearch-analyse", daemon=True)
     worker.start()
@@ -303,20 +316,21 @@ def embed_stream(
                 packer.items = [i for i in packer.items if getattr(i, "key", None) != key]
                 packer.files.pop(key, None)
                 yield FileFailed(key, msg[2])
+            elif msg[0] == "spans":
+                packer.items.extend(msg[1])
+                packer.queued_s += sum(len(s.samples) for s in msg[1]) / SAMPLE_RATE
+                if packer.queued_s >= flush_s or any(len(s.samples) > LONG_SPAN_S * SAMPLE_RATE for s in msg[1]):
+                    yield from packer.flush()
             else:
-                spans, progress, speech_s, core_end, voices = msg
+                _, progress, speech_s, core_end, voices = msg
                 state = packer.files[progress.key]
                 state.audio_s += progress.audio_s
                 state.speech_s += speech_s
                 state.windows += progress.windows
                 state.audio_end = max(state.audio_end, core_end)
-                packer.items.extend(spans)
                 if voices is not None:
                     packer.items.append(voices)
                 packer.items.append(progress)
-                packer.queued_s += sum(len(s.samples) for s in spans) / SAMPLE_RATE
-            if packer.queued_s >= flush_s:
-                yield from packer.flush()
         yield from packer.flush()
     finally:
         stop.set()
