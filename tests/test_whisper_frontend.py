@@ -94,3 +94,13 @@ def test_packed_matches_alone(frontend):
     per_clip = [_cos(p, a).mean() for p, a in zip(packed, alone)]
     assert min(per_clip) > 0.7
     assert np.mean(per_clip) > 0.78
+
+
+def test_side_by_side_encoder_calls_equal_one_call_at_a_time(frontend):
+    """Two single-threaded encoder calls at once (the default on the CPU) give one stream's frames."""
+    rng = np.random.default_rng(3)
+    clips = [(0.05 * rng.standard_normal(n)).astype(np.float32) for n in (45 * 16000 + 7, 3 * 16000, 16000)]
+    one = W.WhisperFrontend(threads=1)
+    assert frontend.streams == 2 and one.streams == 1 and frontend.batch_blocks == one.batch_blocks == 1
+    for a, b in zip(frontend.encode_many(clips), one.encode_many(clips)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
