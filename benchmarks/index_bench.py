@@ -77,7 +77,8 @@ def run(cmd: list[str], env: dict | None = None) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd[:4])}... failed ({code}): {err.decode()[-500:]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": out.decode()}
+    cpu = usage.ru_utime + usage.ru_stime  # CPU seconds of all its threads: less dependent on the machine's other load
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": out.decode()}
 
 
 def index_run(paths: list[Path], index_dir: Path, jobs: int = 1, pack: bool = True) -> dict:
@@ -193,6 +194,11 @@ def main(argv: list[str] | None = None) -> dict:
         "real_packed_vs_unpacked": x["real"] / x["real_nopack"],
         "startup_10s_file_s": r["startup_10s_file"]["wall_s"],  # target <= 3
         "realistic_vs_whisper_batched": x["realistic"] / x["realistic_whisper_batched"] if "realistic_whisper_batched" in x else None,
+        # CPU seconds of the whole process (start included), peer's over ours: the speed ratio on a machine whose
+        # cores are all busy, and a check on the wall-clock ratios when other jobs share the machine
+        "long_cpu_vs_whisper_batched": r["whisper_batched"]["cpu_s"] / r["long"]["cpu_s"] if "whisper_batched" in r else None,
+        "realistic_cpu_vs_whisper_batched": (r["realistic_whisper_batched"]["cpu_s"] / r["realistic"]["cpu_s"]
+                                             if "realistic_whisper_batched" in r else None),
     }
     text = markdown(r)
     print(text)
@@ -222,10 +228,15 @@ def markdown(r: dict) -> str:
         f"| `--jobs 2` vs `--jobs 1` on long-form ({g(x['long_jobs2'], 1)}x real time) | {g(f['jobs2_vs_jobs1'])}x | near 2 on 2 free cores |",
         f"| `index` of one 10 s file, wall | {g(f['startup_10s_file_s'], 1)} s | <= 3 s |",
     ]
+    if f["long_cpu_vs_whisper_batched"] is not None:
+        rows.append(f"| long-form CPU seconds, faster-whisper's over ours ({g(r['whisper_batched']['cpu_s'], 1)} vs "
+                    f"{g(r['long']['cpu_s'], 1)} s) | {g(f['long_cpu_vs_whisper_batched'])}x | (less load-dependent) |")
     if "realistic" in x:
         rows.append(f"| longer recordings ({s['realistic'] / 60:.0f} min in all) end to end vs faster-whisper tiny.en batched "
                     f"(x real time: {g(x['realistic'], 1)} vs {g(x.get('realistic_whisper_batched'), 1)}) | "
                     f"{g(f['realistic_vs_whisper_batched'])}x | (beside the first row) |")
+        if f["realistic_cpu_vs_whisper_batched"] is not None:
+            rows.append(f"| longer recordings, CPU seconds, faster-whisper's over ours | {g(f['realistic_cpu_vs_whisper_batched'])}x | |")
     head = (f"Audio: long-form {s['long'] / 60:.1f} min, real {s['real'] / 60:.1f} min, half-silence {s['half'] / 60:.1f} min; "
             f"{r['cpu_count']} cores, load average {r['load_avg_start'][0]:.1f} at the start and {r['load_avg_end'][0]:.1f} at the end.")
     return head + "\n\n" + "\n".join(rows) + "\n"
