@@ -185,8 +185,38 @@ class _Packer:
         self.items: list = []  # Span, Speakers, ChunkDone, ("done", key) in arrival order
         self.queued_s = 0.0
         self.files: dict[int, _FileState] = {}
+        self.order: list[int] = []  # keys of started files not yet done, in input order
+        self.held: dict[int, list] = {}  # events of files behind the first of self.order
+
+    def start(self, key: int, phone) -> None:
+        self.files[key] = _FileState(PhoneticTrack(phone) if phone is not None else None)
+        self.order.append(key)
+
+    def fail(self, key: int) -> Iterator:
+        """Forget a file that failed; then release the events of files that were waiting behind it."""
+        self.items = [i for i in self.items if getattr(i, "key", None) != key]
+        self.files.pop(key, None)
+        self.held.pop(key, None)
+        self.order = [k for k in self.order if k != key]
+        return self._release([])
 
     def flush(self) -> Iterator:
+        """Encode everything queued; its events, one file at a time (see _release)."""
+        return self._release(list(self._encode()))
+
+    def _release(self, events: list) -> Iterator:
+        """Events in file order: a file's events wait until every earlier file is done (spans of several files
+        are encoded together), so the writer's commit after a FileDone holds that file's windows only."""
+        for ev in events:
+            self.held.setdefault(ev.key, []).append(ev)
+        while self.order and self.order[0] in self.held:
+            evs = self.held.pop(self.order[0])
+            yield from evs
+            if not isinstance(evs[-1], FileDone):
+                return
+            self.order.pop(0)
+
+    def _encode(self) -> Iterator:
         spans = [s for s in self.items if isinstance(s, Span)]
         if self.pack:
             encoded = iter(self.encoder.encode_many_frames_and_inputs([s.samples for s in spans]) if spans else ())
@@ -308,14 +338,12 @@ def embed_stream(
             if msg[0] == "error":
                 raise msg[1]
             if msg[0] == "start":
-                packer.files[msg[1]] = _FileState(PhoneticTrack(phone) if phone is not None else None)
+                packer.start(msg[1], phone)
             elif msg[0] == "done":
                 packer.items.append(msg)
             elif msg[0] == "failed":
-                key = msg[1]
-                packer.items = [i for i in packer.items if getattr(i, "key", None) != key]
-                packer.files.pop(key, None)
-                yield FileFailed(key, msg[2])
+                yield FileFailed(msg[1], msg[2])
+                yield from packer.fail(msg[1])
             elif msg[0] == "spans":
                 packer.items.extend(msg[1])
                 packer.queued_s += sum(len(s.samples) for s in msg[1]) / SAMPLE_RATE

@@ -151,3 +151,21 @@ def test_index_help_lists_the_speed_options():
     out = CliRunner().invoke(app, ["index", "--help"], env={"COLUMNS": "200"}).output
     for word in ("--jobs", "--device", "--no-pack", "auto"):
         assert word in out
+
+
+def test_events_come_one_file_at_a_time_in_input_order():
+    """Spans of several files are encoded together; the writer still gets each file's events before the next
+    file's (its commit after a FileDone then holds that file's windows only), and a failed file releases the rest."""
+    packer = embed._Packer(encoder=None, phone=None, pack=True)
+    for key in (0, 1, 2):
+        packer.start(key, None)
+    w = {k: embed.Windows(k, np.zeros((1, 2), np.float32), np.zeros(1), np.ones(1)) for k in (0, 1, 2)}
+    done = {k: embed.FileDone(k, 1.0, 1.0, 1, None) for k in (0, 1, 2)}
+    assert list(packer._release([w[1], w[0], w[2], done[1]])) == [w[0]]
+    assert list(packer._release([done[0]])) == [done[0], w[1], done[1], w[2]]
+    assert list(packer.fail(2)) == [] and packer.order == [] and not packer.held
+    for key in (3, 4):
+        packer.start(key, None)
+    w4 = embed.Windows(4, w[0].vectors, w[0].starts, w[0].ends)
+    assert list(packer._release([w4])) == []  # behind file 3
+    assert list(packer.fail(3)) == [w4]
