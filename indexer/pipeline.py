@@ -33,10 +33,8 @@ MALLOC_ARENAS = 2  # glibc malloc arenas (see limit_malloc_arenas)
 M_ARENA_MAX = -8  # glibc mallopt parameter numbers
 M_MMAP_THRESHOLD = -3
 M_TRIM_THRESHOLD = -1
-M_TOP_PAD = -2
-MMAP_THRESHOLD_BYTES = 256 << 20  # allocations below this come from the arenas, not fresh mmap pages
-TRIM_THRESHOLD_BYTES = 1 << 30  # free memory an arena keeps before returning it to the system
-TOP_PAD_BYTES = 64 << 20  # slack kept when a thread arena's heap empties, so it is not unmapped and mapped again
+MMAP_THRESHOLD_BYTES = 64 << 20  # allocations below this come from the arenas, not fresh mmap pages (the encoder's 54 MB)
+TRIM_THRESHOLD_BYTES = 128 << 20  # free memory an arena keeps before returning it to the system
 COMMIT_INTERVAL_S = 10.0  # seconds of wall time between commits at most (a file in progress finishes first)
 COMMIT_MAX_FILES = 200  # files per commit at most
 ENCODER_THREADS = 1  # torch threads for the encoder: the second core runs decoding + VAD (see embed.py); more
@@ -102,8 +100,10 @@ def limit_malloc_arenas() -> bool:
     The Whisper encoder allocates and frees a 54 MB attention matrix per layer and block; above glibc's mmap
     threshold (at most 32 MB by default) each one was a fresh mmap whose pages the kernel zeroed on first
     touch: 1.2 million page faults and a quarter of the encoder's CPU time on 9 minutes of audio.
-    MMAP_THRESHOLD_BYTES and TRIM_THRESHOLD_BYTES keep them in the arenas (about 30 thousand faults); TOP_PAD_BYTES
-    keeps thread arenas' emptied 64 MB heaps mapped (a whole indexing run: 290 -> 180 thousand faults)."""
+    MMAP_THRESHOLD_BYTES and TRIM_THRESHOLD_BYTES keep them in the arenas (about 30 thousand faults). Peak RSS of
+    one 2-hour file: 1.09 GB with these values, 1.38 GB when arenas kept up to 1 GB free plus a 64 MB top pad
+    (fewer faults, but RSS grew ~300 MB per hour), 1.25 GB with glibc's defaults (main before issue 9's second
+    session)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -113,7 +113,6 @@ def limit_malloc_arenas() -> bool:
     ok = libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
     ok &= libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     ok &= libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-    ok &= libc.mallopt(M_TOP_PAD, TOP_PAD_BYTES)
     return bool(ok)
 
 
