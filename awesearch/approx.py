@@ -13,8 +13,8 @@ seg-*.vec files, and scans the newer segments (the tail) exactly, then merges bo
 64 + 8 bytes of IVF + 18 of rows: 90 bytes beside the 130 of its int8 vector); rows of files deleted or re-indexed since the build are dropped at query time. After each indexing
 run the writer extends it with the tail (once that exceeds TAIL_MAX_FRACTION of it or TAIL_MAX_WINDOWS),
 rebuilds it when a segment it covers was compacted away, and retrains when the live windows outgrew
-RETRAIN_GROWTH times those it was trained on. Limit: a build holds the whole IVF index in memory and
-rewrites it (fine to ~100 M windows; beyond, build per-segment lists and merge them on disk). Every file is
+RETRAIN_GROWTH times those it was trained on. A build streams (see build_approx): memory holds 12
+bytes per new window, never the index; an extend rewrites the file from the old one's memory map. Every file is
 written like any other (fresh name, checksum, manifest swap); the segments it covers stay referenced (and
 on disk) until it is rebuilt without them.
 """
@@ -22,7 +22,6 @@ on disk) until it is rebuilt without them.
 from __future__ import annotations
 
 import errno
-import io
 import math
 from dataclasses import asdict, dataclass
 
@@ -39,7 +38,8 @@ NPROBE = 32  # lists probed per query (recall against nprobe: benchmarks/scale_b
 RERANK_DEPTH = 4  # IVF candidates per wanted hit, re-scored exactly from the int8 vectors ...
 MIN_RERANK = 256  # ... and at least this many
 ROW_DTYPE = np.dtype([("file_id", "<i4"), ("start", "<f4"), ("end", "<f4"), ("seg", "<u2"), ("row", "<u4")])  # seconds
-ADD_BATCH = 1 << 18  # windows encoded per faiss add call
+ADD_BATCH = 1 << 18  # windows encoded per call while building
+EMPTY_LISTS_BYTES = 32  # "ilar", nlist, code_size, "sprs", an empty size vector: how faiss ends an empty IVF index
 
 
 @dataclass
@@ -111,12 +111,45 @@ def _train(store, segments, live: np.ndarray, n_live: int, nlist: int, dim: int,
     return index
 
 
-def build_approx(store, files, previous: ApproxInfo | None, name: str) -> ApproxInfo:
-    """Write approx-N.faiss/.rows for the live windows of every segment; reuse previous's training unless
-    the index outgrew it; extend previous (add only new segments) when everything it covers still exists."""
+def _empty_like(index, ntotal: int) -> bytes:
+    """faiss's serialisation of an IVF index with index's quantizer and 4-bit ranges, claiming ntotal entries,
+    WITHOUT its inverted-list section (the caller streams that: see _write_lists)."""
     import faiss
 
-    from .store import STATUS_INDEXED, atomic_write_bytes
+    nlist, dim = int(index.nlist), int(index.d)
+    empty = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_4bit, faiss.METRIC_INNER_PRODUCT)
+    empty.quantizer.add(index.quantizer.reconstruct_n(0, nlist))
+    empty.sq.trained = index.sq.trained
+    empty.by_residual = index.by_residual
+    empty.is_trained = True
+    empty.ntotal = ntotal
+    head = faiss.serialize_index(empty).tobytes()
+    if head[-EMPTY_LISTS_BYTES : -EMPTY_LISTS_BYTES + 4] != b"ilar":
+        raise RuntimeError("unexpected faiss serialisation of an empty IVF index")
+    return head[:-EMPTY_LISTS_BYTES]
+
+
+def _encode(index, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(list number, 4-bit code) of each row of x, exactly as index.add would store them."""
+    enc = index.sa_encode(x)  # coarse list number (little-endian bytes), then the code
+    coarse = enc.shape[1] - int(index.code_size)
+    lists = np.zeros(len(x), np.int64)
+    for b in range(coarse):
+        lists |= enc[:, b].astype(np.int64) << (8 * b)
+    return lists, enc[:, coarse:]
+
+
+def build_approx(store, files, previous: ApproxInfo | None, name: str) -> ApproxInfo:
+    """Write approx-N.faiss/.rows for the live windows of every segment; reuse previous's training unless
+    the index outgrew it; extend previous (add only new segments) when everything it covers still exists.
+
+    Streaming, so memory stays small at any size: pass 1 encodes the new windows segment by segment into
+    temp files (list numbers, codes, rows); pass 2 writes the IVF file list by list in faiss's own format
+    (previous lists read from its memory map, then the new entries of that list) and the rows table beside
+    it. Memory: 12 bytes per new window (list numbers and their sort order); temp disk: 90 bytes per new window."""
+    import faiss
+
+    from .store import STATUS_INDEXED, atomic_path
 
     m = store.manifest
     live = np.asarray(sorted(f.file_id for f in files if f.status == STATUS_INDEXED), np.int64)
@@ -124,35 +157,67 @@ def build_approx(store, files, previous: ApproxInfo | None, name: str) -> Approx
     names = [s.name for s in m.segments]
     retrain = previous is None or n_live > RETRAIN_GROWTH * previous.trained_windows
     extend = not retrain and set(previous.segments) <= set(names)
+    old = old_rows = None
     if retrain:
         nlist = choose_nlist(n_live)
-        index, trained, rows = _train(store, m.segments, live, n_live, nlist, m.dim), n_live, []
+        index, trained = _train(store, m.segments, live, n_live, nlist, m.dim), n_live
     else:
-        index = faiss.read_index(str(store.directory / f"{previous.name}.faiss"))
+        index = faiss.read_index(str(store.directory / f"{previous.name}.faiss"), faiss.IO_FLAG_MMAP)
         nlist, trained = previous.nlist, previous.trained_windows
-        rows = []
-        if extend:  # the old records' segment numbers, renumbered to this build's segment list
-            old = np.load(store.directory / f"{previous.name}.rows")
-            renumber = np.asarray([names.index(n) for n in previous.segments], np.uint16)
-            old["seg"] = renumber[old["seg"]]
-            rows.append(old)
-        else:
-            index.reset()  # keep the trained quantizer, drop the vectors
+        if extend:  # keep its lists; the old records' segment numbers are renumbered to this build's list
+            old = index
+            old_rows = np.load(store.directory / f"{previous.name}.rows", mmap_mode="r")
     covered = set(previous.segments) if extend else set()
-    for number, seg in enumerate(m.segments):
-        if seg.name in covered:
-            continue
-        v, f, s, e = store.read_segment(seg)
-        keep = np.flatnonzero(np.isin(f, live))
-        for i in range(0, len(keep), ADD_BATCH):
-            index.add(np.ascontiguousarray(v[keep[i : i + ADD_BATCH]], np.float32))
-        rows.append(_records(f[keep], s[keep], e[keep], number, keep))
-    table = np.concatenate(rows) if rows else np.empty(0, ROW_DTYPE)
-    buf = io.BytesIO()
-    np.save(buf, table)
-    atomic_write_bytes(store.directory / f"{name}.rows", buf.getvalue())
-    atomic_write_bytes(store.directory / f"{name}.faiss", faiss.serialize_index(index).tobytes())
-    return ApproxInfo(name=name, segments=names, windows=int(index.ntotal), trained_windows=trained, nlist=nlist)
+    n_old = int(old.ntotal) if old is not None else 0
+    cs = int(index.code_size)
+    tmp = {k: store.directory / f".{name}.{k}.build" for k in ("lists", "codes", "rows")}
+    try:
+        with open(tmp["lists"], "wb") as fl, open(tmp["codes"], "wb") as fc, open(tmp["rows"], "wb") as fr:
+            for number, seg in enumerate(m.segments):
+                if seg.name in covered:
+                    continue
+                v, f, s, e = store.read_segment(seg)
+                keep = np.flatnonzero(np.isin(f, live))
+                for i in range(0, len(keep), ADD_BATCH):
+                    lists, codes = _encode(index, np.ascontiguousarray(v[keep[i : i + ADD_BATCH]], np.float32))
+                    fl.write(lists.astype(np.int32).tobytes())
+                    fc.write(codes.tobytes())
+                fr.write(_records(f[keep], s[keep], e[keep], number, keep).tobytes())
+        lists = np.fromfile(tmp["lists"], np.int32)
+        n_new = len(lists)
+        codes = np.memmap(tmp["codes"], np.uint8, "r", shape=(n_new, cs)) if n_new else np.empty((0, cs), np.uint8)
+        order = np.argsort(lists, kind="stable")  # entries of each list in add order, as index.add keeps them
+        bounds = np.searchsorted(lists[order], np.arange(nlist + 1))
+        old_sizes = [old.invlists.list_size(l) for l in range(nlist)] if old is not None else [0] * nlist
+        sizes = np.asarray(old_sizes, np.uint64) + np.diff(bounds).astype(np.uint64)
+        with atomic_path(store.directory / f"{name}.faiss") as path, open(path, "wb") as out:
+            out.write(_empty_like(index, n_old + n_new))
+            out.write(b"ilar" + np.uint64(nlist).tobytes() + np.uint64(cs).tobytes() + b"full" + np.uint64(nlist).tobytes() + sizes.tobytes())
+            for l in range(nlist):
+                sel = order[bounds[l] : bounds[l + 1]]
+                n = old_sizes[l]
+                if n:
+                    out.write(faiss.rev_swig_ptr(old.invlists.get_codes(l), n * cs).tobytes())
+                out.write(codes[sel].tobytes())
+                if n:
+                    out.write(faiss.rev_swig_ptr(old.invlists.get_ids(l), n).tobytes())
+                out.write((sel + n_old).astype(np.int64).tobytes())
+        new_rows = np.fromfile(tmp["rows"], ROW_DTYPE)
+        with atomic_path(store.directory / f"{name}.rows") as path:
+            table = np.lib.format.open_memmap(path, "w+", ROW_DTYPE, (n_old + n_new,))
+            if old is not None:
+                renumber = np.asarray([names.index(n) for n in previous.segments], np.uint16)
+                for i in range(0, n_old, ADD_BATCH):
+                    part = np.array(old_rows[i : i + ADD_BATCH])
+                    part["seg"] = renumber[part["seg"]]
+                    table[i : i + len(part)] = part
+            table[n_old:] = new_rows
+            table.flush()
+            del table
+    finally:
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
+    return ApproxInfo(name=name, segments=names, windows=n_old + n_new, trained_windows=trained, nlist=nlist)
 
 
 def wanted_action(manifest, live_windows: int) -> str | None:

@@ -25,6 +25,8 @@ by the next writer.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import datetime as _dt
 import errno
 import json
@@ -201,15 +203,22 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temp path to write `path`'s content into; published (fsync, rename) when the block ends,
+    removed if it fails (a full disk gets its space back at once)."""
     tmp = _tmp_name(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        yield tmp
         _publish(tmp, path)
     except BaseException:
-        _unlink_quietly(tmp)  # a full disk gets its space back at once
+        _unlink_quietly(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def write_parquet(path: Path, columns: dict[str, np.ndarray | list], schema) -> None:

@@ -122,6 +122,50 @@ def test_extend_retrain_rebuild_drop(tmp_path, monkeypatch):
         assert approx.describe(w.manifest).startswith("exact")
 
 
+def in_memory_lists(store, info) -> list[tuple[bytes, np.ndarray]]:
+    """Every inverted list (codes, ids) of faiss's own in-memory index.add over the live windows of the
+    segments the approximate index covers, in its order, with the built index's training."""
+    import faiss
+
+    built = faiss.read_index(str(store.directory / f"{info.name}.faiss"))
+    built.reset()
+    live = {f.file_id for f in store.load_files()}
+    for seg in store.manifest.segments:
+        v, f, _, _ = store.read_segment(seg)
+        built.add(np.ascontiguousarray(v[np.isin(f, list(live))], np.float32))
+    return lists_of(built)
+
+
+def lists_of(ivf) -> list[tuple[bytes, np.ndarray]]:
+    import faiss
+
+    inv, cs = ivf.invlists, ivf.code_size
+    return [(faiss.rev_swig_ptr(inv.get_codes(l), inv.list_size(l) * cs).tobytes(),
+             faiss.rev_swig_ptr(inv.get_ids(l), inv.list_size(l)).copy()) for l in range(ivf.nlist)]
+
+
+def test_streamed_build_and_extend_equal_faiss_in_memory_add(tmp_path):
+    import faiss
+
+    with IndexWriter.open(tmp_path, FakeEncoder()) as w:
+        add(w, "/x/a.wav", 15_000, 0)
+        add(w, "/x/b.wav", 6_000, 1)
+        assert approx.update_approx(w) == "build"
+        add(w, "/x/c.wav", 8_000, 2)
+        assert approx.update_approx(w) == "extend"  # old lists from the memory map, then the new entries
+        store = IndexStore.open(tmp_path)
+        info = approx.approx_info(store.manifest)
+        streamed = faiss.read_index(str(tmp_path / f"{info.name}.faiss"))
+        assert streamed.ntotal == info.windows == 29_000
+        expected = in_memory_lists(store, info)
+        got = lists_of(streamed)
+        assert sum(len(i) for _, i in got) == 29_000 and sum(1 for _, i in got if len(i)) > 50
+        for (ce, ie), (cg, ig) in zip(expected, got):
+            assert ce == cg and np.array_equal(ie, ig)
+        rows = np.load(tmp_path / f"{info.name}.rows")
+        assert len(rows) == 29_000 and list(np.unique(rows["seg"])) == [0, 1, 2]
+
+
 def test_damaged_approximate_index_is_refused_then_rebuilt(tmp_path):
     with IndexWriter.open(tmp_path, FakeEncoder()) as w:
         add(w, "/x/a.wav", 21_000, 0)
