@@ -187,7 +187,7 @@ def build_approx(store, files, previous: ApproxInfo | None, name: str) -> Approx
         n_new = len(lists)
         codes = np.memmap(tmp["codes"], np.uint8, "r", shape=(n_new, cs)) if n_new else np.empty((0, cs), np.uint8)
         order = np.argsort(lists, kind="stable")  # entries of each list in add order, as index.add keeps them
-        bounds = np.searchsorted(lists[order], np.arange(nlist + 1))
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=nlist))])
         old_sizes = [old.invlists.list_size(l) for l in range(nlist)] if old is not None else [0] * nlist
         sizes = np.asarray(old_sizes, np.uint64) + np.diff(bounds).astype(np.uint64)
         with atomic_path(store.directory / f"{name}.faiss") as path, open(path, "wb") as out:
@@ -298,14 +298,15 @@ class ApproxIndex:
         from .vectors import decode
 
         ok = ids >= 0
-        rec = self.rows[np.sort(ids[ok])]  # sorted: the memory maps are read in file order
+        wanted = np.sort(ids[ok])  # sorted: the memory maps are read in file order
+        rec = self.rows[wanted]
         vec = np.empty((len(rec), self.d), np.float32)
         for seg in np.unique(rec["seg"]):
             at = np.flatnonzero(rec["seg"] == seg)
             scales, codes = self.vectors[int(seg)]
             r = rec["row"][at]
             vec[at] = decode(scales[r], codes[r], np.float32)
-        where = np.searchsorted(np.sort(ids[ok]), ids[ok])
+        where = np.searchsorted(wanted, ids[ok])
         out = np.full(ids.shape, -np.inf, np.float32)
         out[ok] = np.einsum("ij,ij->i", vec[where], np.repeat(q, ok.sum(1), axis=0))
         return out

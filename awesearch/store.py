@@ -25,13 +25,12 @@ by the next writer.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import datetime as _dt
 import errno
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -30,6 +30,14 @@ _CALLS: dict[str, int] = defaultdict(int)
 _LOCK = threading.Lock()
 
 
+def _record(stage: str, t: float, c: float) -> None:
+    """Add one call's wall seconds (since perf_counter t) and thread CPU seconds (since thread_time c)."""
+    with _LOCK:
+        _TOTALS[stage] += time.perf_counter() - t
+        _CPU[stage] += time.thread_time() - c
+        _CALLS[stage] += 1
+
+
 def _timed(stage: str, fn):
     @functools.wraps(fn)
     def wrapper(*a, **kw):
@@ -37,10 +45,7 @@ def _timed(stage: str, fn):
         try:
             return fn(*a, **kw)
         finally:
-            with _LOCK:
-                _TOTALS[stage] += time.perf_counter() - t
-                _CPU[stage] += time.thread_time() - c
-                _CALLS[stage] += 1
+            _record(stage, t, c)
 
     return wrapper
 
@@ -58,10 +63,7 @@ def _timed_iter(stage: str, fn):
             except StopIteration:
                 return
             finally:
-                with _LOCK:
-                    _TOTALS[stage] += time.perf_counter() - t
-                    _CPU[stage] += time.thread_time() - c
-                    _CALLS[stage] += 1
+                _record(stage, t, c)
             yield item
 
     return wrapper

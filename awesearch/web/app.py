@@ -82,6 +82,7 @@ class Archive:
     # keep per-thread state that a fresh pool thread per request would pay for again.
     searcher: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="awesearch-search"))
     speakers: object = None  # awesearch.speaker_index.SpeakerSource, read on the first speaker-filtered search
+    speaker_info: dict = field(default_factory=dict)  # {"pieces": bool, "voices": [{"id", "name"}]} for the page
 
     def speaker_filter(self, spec: dict):
         """A SpeakerFilter for {"voice": key} or {"example": SpeakerExample} (on the search thread)."""
@@ -90,8 +91,6 @@ class Archive:
         if self.speakers is None:
             self.speakers = open_speakers([self.index_dir])
         return self.speakers.for_voice(spec["voice"]) if "voice" in spec else self.speakers.for_examples([spec["example"]])
-
-    speaker_info: dict = field(default_factory=dict)  # {"pieces": bool, "voices": [{"id", "name"}]} for the page
 
     @property
     def paths(self) -> list[str]:
