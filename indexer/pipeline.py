@@ -23,7 +23,7 @@ from awesearch.approx import update_approx
 from awesearch.audio import probe_duration
 from awesearch.errors import AudioDecodeError
 from awesearch.speaker_index import check_speaker_model
-from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, FileRecord
+from awesearch.store import MANIFEST_NAME, STATUS_INDEXED, STATUS_SKIPPED, FileRecord
 
 from .embed import embed_file  # noqa: F401 - cluster workers (cluster.py) embed one file with it
 from .scan import ScannedFile, plan, scan
@@ -155,9 +155,6 @@ def index_paths(
     speakers: also store speaker embeddings of the speech (awesearch/speakers.py, on a cluster too; False:
     benchmarks only).
     """
-    from awesearch.encoder import load_encoder
-    from awesearch.phonetic import load_phone_model
-
     from .embed import ChunkDone, FileDone, FileFailed, Speakers, Windows, embed_stream
     from .workers import check_jobs, parallel_stream, resolve_device
 
@@ -169,7 +166,11 @@ def index_paths(
     report_progress = progress or (lambda p: None)
     scanned = scan(paths)
     lock_fd = acquire_lock(index_dir)  # before the slow model loading: a second indexer fails at once
+    early = _early_frontend(model, jobs, cluster, threads, device, pack, index_dir, scanned)
     try:
+        from awesearch.encoder import load_encoder  # imports torch (1.2-1.5 s): the front end loads meanwhile
+        from awesearch.phonetic import load_phone_model
+
         encoder = load_encoder(model)
         client = None
         if cluster is not None:
@@ -195,7 +196,7 @@ def index_paths(
         if speaker_model is not None:
             check_speaker_model(writer.manifest, speaker_model, Path(index_dir))
         if jobs == 1 and client is None and work.todo:
-            encoder.preload_frontend()  # loads while durations are probed and the first chunk decoded
+            encoder.preload_frontend(early)  # loads while durations are probed and the first chunk decoded
         report.unchanged = len(work.unchanged) + len(work.touched)
         report.removed = len(work.removed)
 
@@ -285,6 +286,30 @@ def index_paths(
         report_progress(state)
     report.wall_s = time.monotonic() - t0
     return report
+
+
+def _early_frontend(model: str | None, jobs: int, cluster: str | None, threads: int | None, device: str, pack: bool,
+                    index_dir, scanned: list[ScannedFile]):
+    """The default encoder's Whisper front end, loading on a thread from before the torch import (which it
+    then overlaps), or None where this process will not encode with the default model (the default encoder
+    reads Whisper frames; another model may not, and with --jobs or --cluster the workers encode; importing
+    awesearch.encoder to check would import torch first). For a new index (every readable file is to be
+    indexed, the first scanned one first) it also prefetches the first span the stream will encode
+    (embed.first_chunk_audio), so that the encoder starts before the VAD, which needs torch, is ready."""
+    if model is not None or jobs != 1 or cluster is not None:
+        return None
+    from awesearch.whisper_frontend import FRONTEND_THREADS, FrontendLoad, whisper_available
+
+    from .embed import first_chunk_audio
+
+    if not whisper_available():
+        return None
+    first = None
+    readable = [s for s in scanned if not s.error]
+    if pack and readable and not (Path(index_dir) / MANIFEST_NAME).exists():
+        path, alone = readable[0].path, len(readable) == 1
+        first = lambda: first_chunk_audio(path, alone)  # noqa: E731
+    return FrontendLoad(threads or FRONTEND_THREADS, device, first_audio=first)
 
 
 def _speaker_model():

@@ -4,6 +4,8 @@ with the Whisper front end packing shares attention context, and the stated tole
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,7 @@ def test_packed_and_island_index_equals_the_sequential_one(gappy, tmp_path, monk
         return original(self)
 
     monkeypatch.setattr(embed._Packer, "flush", spy)
+    monkeypatch.setattr(embed, "SPECULATE_FIRST_CHUNK", False)  # it encodes the first chunk whole (tested below)
     packed = index_paths([gappy], tmp_path / "packed", model="random")
     packed_s = sum(encoded)
     monkeypatch.setattr(embed, "PACK_FLUSH_S", 0.0)
@@ -71,6 +74,43 @@ def test_packed_and_island_index_equals_the_sequential_one(gappy, tmp_path, monk
     for k in a:  # equal up to float rounding (the cumulative sum runs over spans of other lengths), which int8
         # storage can turn into one code step (max |x| / 127)
         np.testing.assert_allclose(a[k], b[k], atol=np.abs(b[k]).max() / 127 + 1e-3)
+
+
+def test_first_chunk_encoded_before_its_vad_gives_the_same_index(gappy, tmp_path, monkeypatch):
+    """The run's first chunk (here the whole of long.wav, silence included) is encoded before its VAD has run;
+    its windows, filled in later, equal the island path's (the random encoder's frames are local)."""
+    whole = []
+    original = embed.fill_speculative
+
+    def spy(span, chunk, w, margin_s):
+        assert span.windows is None and not span.ready.is_set()  # encoded, or at least queued, without them
+        whole.append(len(span.samples) == len(chunk.samples))
+        return original(span, chunk, w, margin_s)
+
+    monkeypatch.setattr(embed, "fill_speculative", spy)
+    first = index_paths([gappy], tmp_path / "speculative", model="random")
+    assert whole == [True]  # exactly one speculative span, the whole first chunk
+    monkeypatch.setattr(embed, "SPECULATE_FIRST_CHUNK", False)
+    islands = index_paths([gappy], tmp_path / "islands", model="random")
+    assert first.windows == islands.windows > 100
+    a, b = rows_and_vectors(tmp_path / "speculative"), rows_and_vectors(tmp_path / "islands")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=np.abs(b[k]).max() / 127 + 1e-3)
+
+
+def test_speculative_span_keeps_phonetic_codes_inside_islands_only():
+    chunk = AudioChunk(start=100.0, samples=np.zeros(40 * SAMPLE_RATE, np.float32), core_start=104.0, core_end=136.0)
+    w = np.array([[10.0, 11.0], [2.0, 3.0], [30.0, 31.0]])  # from chunk.start, unsorted
+    span = embed.Span(3, chunk.start, chunk.samples, None, (chunk.core_start, chunk.core_end), ready=threading.Event())
+    embed.fill_speculative(span, chunk, w, margin_s=1.0)
+    assert span.ready.is_set() and span.windows[:, 0].tolist() == [2.0, 10.0, 30.0]
+    cut = embed.island_spans(3, chunk, w, margin_s=1.0)
+    expect = [(max(104.0, c.start), min(136.0, c.start + len(c.samples) / SAMPLE_RATE)) for c in cut]
+    assert span.keep == expect and len(expect) == 3 and expect[0][0] == 104.0  # clipped to the core
+    none = embed.Span(3, chunk.start, chunk.samples, None, (104.0, 136.0), ready=threading.Event())
+    embed.fill_speculative(none, chunk, np.zeros((0, 2)), margin_s=1.0)
+    assert none.keep == [] and len(none.windows) == 0 and none.is_ready()
 
 
 @pytest.mark.slow
