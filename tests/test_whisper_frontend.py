@@ -104,3 +104,20 @@ def test_side_by_side_encoder_calls_equal_one_call_at_a_time(frontend):
     assert frontend.streams == 2 and one.streams == 1 and frontend.batch_blocks == one.batch_blocks == 1
     for a, b in zip(frontend.encode_many(clips), one.encode_many(clips)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_block_log_mel_equals_faster_whispers(frontend, speech_clips):
+    """log_mel_block is faster-whisper's FeatureExtractor in float32 (the frame statistics and the heads were
+    built on the latter): equal within float rounding, on speech, silence and a part-filled block."""
+    from awesearch.whisper_frontend import BLOCK_SAMPLES, N_MEL_FRAMES, log_mel_block
+
+    speech_block = np.zeros(BLOCK_SAMPLES, np.float32)
+    clip = np.concatenate([c[0] for c in speech_clips])
+    speech_block[1000 : 1000 + len(clip)] = clip
+    quiet = np.random.default_rng(0).normal(0, 1e-4, BLOCK_SAMPLES).astype(np.float32)
+    for block in (speech_block, quiet, np.zeros(BLOCK_SAMPLES, np.float32)):
+        want = frontend._features(block)[:, :N_MEL_FRAMES]
+        got = frontend.mel(block)
+        assert got.shape == want.shape == (80, N_MEL_FRAMES) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.abs(frontend.mel(speech_block) - log_mel_block(quiet, frontend._mel_filters)).max() > 0.5  # not a constant
