@@ -99,6 +99,37 @@ def test_first_chunk_encoded_before_its_vad_gives_the_same_index(gappy, tmp_path
         np.testing.assert_allclose(a[k], b[k], atol=np.abs(b[k]).max() / 127 + 1e-3)
 
 
+def test_a_file_failing_after_its_speculative_chunk_was_encoded_is_skipped(gappy, tmp_path, monkeypatch):
+    """The first file's first chunk is encoded before its VAD; when that file then fails to decode, its span is
+    dropped from the batch already flushed and every other file is indexed (nothing hangs or leaks)."""
+    from awesearch.errors import AudioDecodeError
+
+    real = embed.iter_chunks
+
+    def failing(path, chunk_s, overlap_s):
+        for i, chunk in enumerate(real(path, chunk_s, overlap_s)):
+            yield chunk
+            if path.endswith("long.wav") and i == 0:
+                raise AudioDecodeError(f"{path}: corrupt frame after the first chunk")
+
+    in_flight = []
+    real_fail = embed._Packer.fail
+
+    def fail(self, key):
+        in_flight.append(any(isinstance(i, embed.Span) and i.key == key for b in self.batches for i in b.items))
+        return real_fail(self, key)
+
+    monkeypatch.setattr(embed, "iter_chunks", failing)
+    monkeypatch.setattr(embed, "CHUNK_S", 12.0)  # long.wav (~25 s) has a second chunk to fail in
+    monkeypatch.setattr(embed, "LONG_SPAN_S", 10.0)  # its 20 s first chunk is flushed at once
+    monkeypatch.setattr(embed._Packer, "fail", fail)
+    report = index_paths([gappy], tmp_path / "idx", model="random")
+    assert in_flight == [True]  # the failure came while its speculative span was flushed (encoding or encoded)
+    assert report.indexed == 3 and [s.reason for s in report.skipped] == ["corrupt frame after the first chunk"]
+    paths = {k[0] for k in rows_and_vectors(tmp_path / "idx")}
+    assert len(paths) == 3 and not any(p.endswith("long.wav") for p in paths)
+
+
 def test_speculative_span_keeps_phonetic_codes_inside_islands_only():
     chunk = AudioChunk(start=100.0, samples=np.zeros(40 * SAMPLE_RATE, np.float32), core_start=104.0, core_end=136.0)
     w = np.array([[10.0, 11.0], [2.0, 3.0], [30.0, 31.0]])  # from chunk.start, unsorted
