@@ -112,12 +112,22 @@ def test_a_file_failing_after_its_speculative_chunk_was_encoded_is_skipped(gappy
             if path.endswith("long.wav") and i == 0:
                 raise AudioDecodeError(f"{path}: corrupt frame after the first chunk")
 
+    from awesearch.encoder import Encoder
+
     in_flight = []
-    real_fail = embed._Packer.fail
+    failed = threading.Event()  # the first batch's encoding waits for the failure, so it is surely in flight then
+    real_fail, real_encode = embed._Packer.fail, Encoder.encode_many_frames_and_inputs
 
     def fail(self, key):
         in_flight.append(any(isinstance(i, embed.Span) and i.key == key for b in self.batches for i in b.items))
+        failed.set()
         return real_fail(self, key)
+
+    def encode(self, audios):
+        failed.wait(timeout=60)
+        return real_encode(self, audios)
+
+    monkeypatch.setattr(Encoder, "encode_many_frames_and_inputs", encode)
 
     monkeypatch.setattr(embed, "iter_chunks", failing)
     monkeypatch.setattr(embed, "CHUNK_S", 12.0)  # long.wav (~25 s) has a second chunk to fail in
