@@ -18,7 +18,6 @@ awesearch/train/verify_asset.py.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CheckpointError, QueryError
-from .speakers import ACCEPT_P, SAMPLE_RATE, Calibration, prototype
+from .speakers import ACCEPT_P, SAMPLE_RATE, Calibration, prototype, read_asset
 
 VERIFY_MAGIC = "awesearch-speaker-verifier"
 VERIFY_VERSION = 1
@@ -114,29 +113,12 @@ def asset_dict(name: str, onnx: bytes, dims: VerifierDims, calibration: Calibrat
 @lru_cache(maxsize=2)
 def load_verifier(path: str | None = None) -> Verifier:
     """The shipped verifier (or a verifier asset at path); CheckpointError when missing or foreign."""
-    import torch
-
-    p = Path(path) if path else VERIFY_ASSET
-    if path is None and p.is_file():
-        from .encoder import shipped_checksums
-
-        if shipped_checksums().get(p.name) != hashlib.sha256(p.read_bytes()).hexdigest():
-            raise CheckpointError(f"shipped speaker verifier {p.name} does not match its checksum in SHA256SUMS; reinstall awesearch")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"speaker verifier {p} not found") from None
-    except Exception as e:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"speaker verifier {p} cannot be read: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("magic") != VERIFY_MAGIC:
-        raise CheckpointError(f"{p} is not an awesearch speaker verifier")
-    if ckpt.get("version") != VERIFY_VERSION:
-        raise CheckpointError(f"speaker verifier {p} has version {ckpt.get('version')}, this awesearch reads {VERIFY_VERSION}")
+    ckpt = read_asset(path, VERIFY_ASSET, "speaker verifier", VERIFY_MAGIC, VERIFY_VERSION)
     cal = Calibration(a=float(ckpt["calibration"]["a"]), b=float(ckpt["calibration"]["b"]))
     try:
         return Verifier(ckpt["onnx"].numpy().tobytes(), VerifierDims(**ckpt["dims"]), cal, ckpt["name"])
     except Exception as e:  # onnxruntime's errors for a damaged graph
-        raise CheckpointError(f"speaker verifier {p} cannot be loaded: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"speaker verifier {path or VERIFY_ASSET} cannot be loaded: {str(e).splitlines()[0]}") from None
 
 
 def read_piece(path: str, start: float, end: float) -> np.ndarray:

@@ -130,24 +130,32 @@ def fit_logistic(x: np.ndarray, y: np.ndarray) -> Calibration:
 
 def synthetic_embeddings(raw_model: SpeakerModel, rng: np.random.Generator, cache: Path | None) -> tuple[list[list[np.ndarray]], list[str]]:
     """Raw embeddings [voice][sentence] -> [pieces, 256] and the voice ids; read from / written to cache (.npz)."""
+    return synthetic_sets(lambda audios, arng: voice_embeddings(raw_model, audios, arng), rng, cache, "emb")
+
+
+def synthetic_sets(per_voice, rng: np.random.Generator, cache: Path | None, key: str, dtype=None) -> tuple[list[list[np.ndarray]], list[str]]:
+    """per_voice(sentence audios, augment rng) -> [sentence] arrays [pieces, ...] of every synthetic voice saying
+    SENTENCES_PER_VOICE sentences (voices with under 2 sentences left out), and the voice ids; read from /
+    written to cache (.npz, the arrays under `key`, stored as dtype when given)."""
     if cache is not None and cache.exists():
         z = np.load(cache)
         names = [str(n) for n in z["names"]]
-        vi, si, emb = z["voice"], z["sentence"], z["emb"]
-        return [[emb[(vi == v) & (si == s)] for s in np.unique(si[vi == v])] for v in range(len(names))], names
+        vi, si, arr = z["voice"], z["sentence"], z[key].astype(np.float32)
+        return [[arr[(vi == v) & (si == s)] for s in np.unique(si[vi == v])] for v in range(len(names))], names
     voices, names = [], []
     augment_rng = random.Random(int(rng.integers(2**31)))
     for engine, voice in synthetic_voices():
         picks = rng.choice(len(SENTENCES), SENTENCES_PER_VOICE, replace=False)
-        embs = voice_embeddings(raw_model, speak_voice(engine, voice, [SENTENCES[i] for i in picks], rng), augment_rng)
-        if len(embs) >= 2:
-            voices.append(embs)
+        sets = per_voice(speak_voice(engine, voice, [SENTENCES[i] for i in picks], rng), augment_rng)
+        if len(sets) >= 2:
+            voices.append(sets)
             names.append(voice.id)
-            log.info("%s: %d sentences, %d pieces", voice.id, len(embs), sum(len(e) for e in embs))
+            log.info("%s: %d sentences, %d pieces", voice.id, len(sets), sum(len(e) for e in sets))
     if cache is not None:
-        rows = [(v, s, e) for v, sents in enumerate(voices) for s, emb in enumerate(sents) for e in emb]
+        rows = [(v, s, e) for v, sents in enumerate(voices) for s, arr in enumerate(sents) for e in arr]
+        stacked = np.stack([r[2] for r in rows])
         np.savez(cache, names=np.array(names), voice=np.array([r[0] for r in rows]), sentence=np.array([r[1] for r in rows]),
-                 emb=np.stack([r[2] for r in rows]))
+                 **{key: stacked if dtype is None else stacked.astype(dtype)})
     return voices, names
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from awesearch.speaker_verify import Verifier, VerifierDims, asset_dict, piece_crops
 from awesearch.speakers import Calibration, speech_pieces
-from awesearch.train.speaker_asset import AUGMENT_PROBS, SEED, SENTENCES, SENTENCES_PER_VOICE, calibration_pairs, fit_logistic, speak_voice, synthetic_voices
+from awesearch.train.speaker_asset import AUGMENT_PROBS, SEED, calibration_pairs, fit_logistic, synthetic_sets
 from awesearch.vad import speech_regions
 
 log = logging.getLogger(__name__)
@@ -66,26 +66,8 @@ def voice_crops(dims: VerifierDims, audios: list[np.ndarray], rng: random.Random
 
 def synthetic_crops(dims: VerifierDims, rng: np.random.Generator, cache: Path | None) -> tuple[list[list[np.ndarray]], list[str]]:
     """Network inputs [voice][sentence] -> [pieces, crop_frames, n_mels] and the voice ids; read from / written
-    to cache (.npz)."""
-    if cache is not None and cache.exists():
-        z = np.load(cache)
-        names = [str(n) for n in z["names"]]
-        vi, si, crops = z["voice"], z["sentence"], z["crops"].astype(np.float32)
-        return [[crops[(vi == v) & (si == s)] for s in np.unique(si[vi == v])] for v in range(len(names))], names
-    voices, names = [], []
-    augment_rng = random.Random(int(rng.integers(2**31)))
-    for engine, voice in synthetic_voices():
-        picks = rng.choice(len(SENTENCES), SENTENCES_PER_VOICE, replace=False)
-        crops = voice_crops(dims, speak_voice(engine, voice, [SENTENCES[i] for i in picks], rng), augment_rng)
-        if len(crops) >= 2:
-            voices.append(crops)
-            names.append(voice.id)
-            log.info("%s: %d sentences, %d pieces", voice.id, len(crops), sum(len(c) for c in crops))
-    if cache is not None:
-        rows = [(v, s, c) for v, sents in enumerate(voices) for s, crops in enumerate(sents) for c in crops]
-        np.savez(cache, names=np.array(names), voice=np.array([r[0] for r in rows]), sentence=np.array([r[1] for r in rows]),
-                 crops=np.stack([r[2] for r in rows]).astype(np.float16))
-    return voices, names
+    to cache (.npz, fp16)."""
+    return synthetic_sets(lambda audios, arng: voice_crops(dims, audios, arng), rng, cache, "crops", np.float16)
 
 
 def export_onnx(campplus: Path, dims: VerifierDims) -> bytes:
