@@ -78,16 +78,17 @@ def speak_voice(engine, voice, sentences: list[str], rng: np.random.Generator) -
 def voice_embeddings(model: SpeakerModel, audios: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
     """Embeddings (raw when the model's mean is zero) of the speech pieces of each sentence, each sentence
     augmented at random first (sentences without a piece are left out)."""
+    return augmented_sets(audios, rng, lambda audio: model.embed_speech(audio, speech_regions(audio))[1])
+
+
+def augmented_sets(audios: list[np.ndarray], rng: random.Random, per_sentence) -> list[np.ndarray]:
+    """per_sentence(audio) -> [pieces, ...] of each sentence augmented at random (AUGMENT_PROBS); empty ones
+    left out."""
     from awesearch.train.augment import Augmenter
 
     augment = Augmenter(probs=AUGMENT_PROBS)
-    out = []
-    for audio in audios:
-        audio = augment(audio, rng)
-        _, emb = model.embed_speech(audio, speech_regions(audio))
-        if len(emb):
-            out.append(emb)
-    return out
+    out = [per_sentence(augment(audio, rng)) for audio in audios]
+    return [x for x in out if len(x)]
 
 
 def calibration_pairs(voices: list[list[np.ndarray]], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

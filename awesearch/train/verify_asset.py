@@ -33,7 +33,7 @@ import numpy as np
 
 from awesearch.speaker_verify import Verifier, VerifierDims, asset_dict, piece_crops
 from awesearch.speakers import Calibration, speech_pieces
-from awesearch.train.speaker_asset import AUGMENT_PROBS, SEED, calibration_pairs, fit_logistic, synthetic_sets
+from awesearch.train.speaker_asset import SEED, augmented_sets, calibration_pairs, fit_logistic, synthetic_sets
 from awesearch.vad import speech_regions
 
 log = logging.getLogger(__name__)
@@ -52,16 +52,7 @@ ONNX_OPSET = 17
 def voice_crops(dims: VerifierDims, audios: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
     """Network inputs [pieces, crop_frames, n_mels] of the speech pieces of each sentence, each sentence
     augmented at random first (sentences without a piece are left out)."""
-    from awesearch.train.augment import Augmenter
-
-    augment = Augmenter(probs=AUGMENT_PROBS)
-    out = []
-    for audio in audios:
-        audio = augment(audio, rng)
-        pieces = speech_pieces(speech_regions(audio))
-        if len(pieces):
-            out.append(piece_crops(audio, pieces, dims))
-    return out
+    return augmented_sets(audios, rng, lambda audio: piece_crops(audio, speech_pieces(speech_regions(audio)), dims))
 
 
 def synthetic_crops(dims: VerifierDims, rng: np.random.Generator, cache: Path | None) -> tuple[list[list[np.ndarray]], list[str]]:
