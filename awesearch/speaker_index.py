@@ -369,28 +369,24 @@ class SpeakerHit:
 
 @dataclass
 class SpeakerFilter:
-    """Keeps the hits spoken by one voice: a prototype, and optionally the voice index it must be nearest to."""
+    """Keeps the hits spoken by one voice. The stored (LSTM) pieces say which stretch of speech holds a hit;
+    the query-time verifier (speaker_verify.py, CAM++) judges that stretch against the voice's prototype."""
 
-    model: SpeakerModel
-    data: SpeakerData
-    target: np.ndarray  # [HIDDEN] unit prototype
-    voices: Voices | None = None
-    voice_index: int = -1  # with --speaker-id: the piece must also be assigned to this voice
+    judge: object  # awesearch.speaker_verify.PieceJudge: the verifier, the pieces and the prototype
 
-    def score(self, hits: list) -> list[SpeakerHit]:
-        """The hits whose piece is the voice (probability >= ACCEPT_P), in their order, with speaker_score."""
+    def score(self, hits: list, k: int | None = None) -> list[SpeakerHit]:
+        """The hits whose piece is the voice (probability >= ACCEPT_P), in their order, with speaker_score;
+        verified BATCH hits at a time, stopping once k are kept (their order is the same either way)."""
+        from .speaker_verify import BATCH
+
         out = []
-        for h in hits:
-            row = self.data.piece_for(h.path, h.start, h.end)
-            if row < 0:
-                continue
-            e = self.data.context[row]
-            p = float(self.model.probability(min(float(e @ self.target), float(self.data.emb[row] @ self.target))))
-            if p < ACCEPT_P:
-                continue
-            if self.voice_index >= 0 and assign(self.model, e[None], self.voices)[0][0] != self.voice_index:
-                continue
-            out.append(SpeakerHit(h, round(p, 4)))
+        for i in range(0, len(hits), BATCH):
+            block = hits[i : i + BATCH]
+            rows = [self.judge.data.piece_for(h.path, h.start, h.end) for h in block]
+            self.judge.prepare(rows)
+            out += [SpeakerHit(h, round(self.judge.p[r], 4)) for h, r in zip(block, rows) if self.judge.accepts(r)]
+            if k is not None and len(out) >= k:
+                break
         return out
 
     def search(self, run, k: int) -> list[SpeakerHit]:
@@ -398,7 +394,7 @@ class SpeakerFilter:
         pool = max(POOL_START, 10 * k)
         while True:
             hits = run(pool)
-            kept = self.score(hits)
+            kept = self.score(hits, k)
             if len(kept) >= k or len(hits) < pool or pool >= POOL_MAX:
                 return kept[:k]
             pool = min(POOL_MAX, pool * 4)
@@ -413,18 +409,25 @@ class SpeakerFilter:
 @dataclass
 class SpeakerSource:
     """The speaker side of one opened index or several (shards): the model, all live pieces with their
-    context, and the voices (of a single index only: each index numbers its own)."""
+    context, the voices (of a single index only: each index numbers its own), and the query-time verifier."""
 
     model: SpeakerModel
     data: SpeakerData
     voices: Voices | None
     shards: int  # indexes read
+    verifier: object  # awesearch.speaker_verify.Verifier
+
+    def _filter(self, target: np.ndarray) -> SpeakerFilter:
+        from .speaker_verify import PieceJudge
+
+        return SpeakerFilter(PieceJudge(self.verifier, self.data, target))
 
     def for_examples(self, examples: list) -> SpeakerFilter:
-        """A filter for --speaker examples (awesearch.speakers.SpeakerExample; QueryError on a bad clip)."""
+        """A filter for --speaker examples (awesearch.speakers.SpeakerExample; QueryError on a bad clip): the
+        verifier's prototype of their speech pieces."""
         from .speakers import examples_prototype
 
-        return SpeakerFilter(self.model, self.data, examples_prototype(self.model, examples))
+        return self._filter(examples_prototype(self.verifier, examples))
 
     def for_voice(self, key: str) -> SpeakerFilter:
         """A filter for a voice of `awesearch speakers`, by id (S3) or name."""
@@ -432,13 +435,18 @@ class SpeakerSource:
             raise QueryError(SHARDED_VOICE)
         if self.voices is None:
             raise QueryError("this index has no voices yet: run `awesearch speakers` first")
+        from .speaker_verify import voice_prototype
+
         v = self.voices.find(key)
-        return SpeakerFilter(self.model, self.data, v.centroid, self.voices, self.voices.voices.index(v))
+        member, _ = assign(self.model, self.data.context, self.voices)  # as `awesearch speakers` counts them
+        rows = np.flatnonzero((member == self.voices.voices.index(v)) & (self.data.ends - self.data.starts >= MIN_PIECE_S - 1e-9))
+        return self._filter(voice_prototype(self.verifier, self.data, rows, v.id))
 
 
 def open_speakers(index_dirs: list) -> SpeakerSource:
     """Read the speaker pieces (and voices) of one index or several; QueryError when one has none,
     IndexFormatError when they come from another speaker model."""
+    from .speaker_verify import load_verifier
     from .speakers import load_speaker_model
     from .store import IndexStore
 
@@ -450,7 +458,7 @@ def open_speakers(index_dirs: list) -> SpeakerSource:
             raise QueryError(f"index {d} has no speaker embeddings (index it with this awesearch version)")
         check_speaker_model(store.manifest, model, d)
     data = merge_speaker_data([load_speaker_data(store) for store in stores]).with_context(model)
-    return SpeakerSource(model, data, load_voices(stores[0]) if len(stores) == 1 else None, len(stores))
+    return SpeakerSource(model, data, load_voices(stores[0]) if len(stores) == 1 else None, len(stores), load_verifier())
 
 
 def open_filter(index_dirs: list, examples: list | None = None, voice: str | None = None) -> SpeakerFilter:

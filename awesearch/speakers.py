@@ -243,27 +243,34 @@ def embedding_checksum(ckpt: dict) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=2)
-def load_speaker_model(path: str | None = None) -> SpeakerModel:
-    """The shipped speaker model (or a speaker asset at path); CheckpointError when missing or foreign."""
+def read_asset(path: str | None, shipped: Path, what: str, magic: str, version: int) -> dict:
+    """The torch dict of the shipped asset (checked against assets/SHA256SUMS) or of the file at path;
+    CheckpointError naming `what` when it is missing, unreadable, foreign or of another version."""
     import torch
 
-    p = Path(path) if path else SPEAKER_ASSET
+    p = Path(path) if path else shipped
     if path is None and p.is_file():
         from .encoder import shipped_checksums
 
         if shipped_checksums().get(p.name) != hashlib.sha256(p.read_bytes()).hexdigest():
-            raise CheckpointError(f"shipped speaker model {p.name} does not match its checksum in SHA256SUMS; reinstall awesearch")
+            raise CheckpointError(f"shipped {what} {p.name} does not match its checksum in SHA256SUMS; reinstall awesearch")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"speaker model {p} not found") from None
+        raise CheckpointError(f"{what} {p} not found") from None
     except Exception as e:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"speaker model {p} cannot be read: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("magic") != SPEAKER_MAGIC:
-        raise CheckpointError(f"{p} is not an awesearch speaker model")
-    if ckpt.get("version") != SPEAKER_VERSION:
-        raise CheckpointError(f"speaker model {p} has version {ckpt.get('version')}, this awesearch reads {SPEAKER_VERSION}")
+        raise CheckpointError(f"{what} {p} cannot be read: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("magic") != magic:
+        raise CheckpointError(f"{p} is not an awesearch {what}")
+    if ckpt.get("version") != version:
+        raise CheckpointError(f"{what} {p} has version {ckpt.get('version')}, this awesearch reads {version}")
+    return ckpt
+
+
+@lru_cache(maxsize=2)
+def load_speaker_model(path: str | None = None) -> SpeakerModel:
+    """The shipped speaker model (or a speaker asset at path); CheckpointError when missing or foreign."""
+    ckpt = read_asset(path, SPEAKER_ASSET, "speaker model", SPEAKER_MAGIC, SPEAKER_VERSION)
     cal = Calibration(a=float(ckpt["calibration"]["a"]), b=float(ckpt["calibration"]["b"]))
     return SpeakerModel(ckpt["state_dict"], ckpt["mean"].numpy(), cal, ckpt["name"], embedding_checksum(ckpt))
 

@@ -147,6 +147,119 @@ def test_asset_is_checked(tmp_path, monkeypatch):
         load_speaker_model(str(tmp_path / "junk.pt"))
 
 
+def kaldi_fbank_reference(x: np.ndarray, n_mels: int = 80) -> np.ndarray:
+    """Kaldi's fbank (feature-window.cc, mel-computations.cc) frame by frame in float64, as
+    torchaudio.compliance.kaldi.fbank(x, num_mel_bins=n_mels, dither=0) computes it."""
+    mel = lambda f: 1127.0 * np.log(1.0 + f / 700.0)  # noqa: E731
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 399)) ** 0.85  # povey
+    lo, hi = mel(20.0), mel(8000.0)
+    delta = (hi - lo) / (n_mels + 1)
+    out = []
+    for start in range(0, len(x) - 400 + 1, 160):
+        frame = x[start : start + 400].astype(np.float64)
+        frame = frame - frame.mean()
+        for i in range(399, 0, -1):
+            frame[i] -= 0.97 * frame[i - 1]
+        frame[0] -= 0.97 * frame[0]
+        power = np.abs(np.fft.rfft(frame * window, 512)) ** 2
+        energies = []
+        for m in range(n_mels):
+            left, centre, right = lo + m * delta, lo + (m + 1) * delta, lo + (m + 2) * delta
+            e = 0.0
+            for k in range(256):
+                z = mel(k * 16000 / 512)
+                if left < z < right:
+                    e += power[k] * ((z - left) / (centre - left) if z <= centre else (right - z) / (right - centre))
+            energies.append(max(e, np.finfo(np.float32).eps))
+        out.append(np.log(energies))
+    return np.array(out)
+
+
+def test_kaldi_fbank_matches_a_reference(voices_dir):
+    """Our torch filterbank against Kaldi's algorithm written out (also checked against kaldi-native-fbank
+    1.22.4 on real clips during development: within 5e-4)."""
+    from awesearch.audio import load_audio
+    from awesearch.campplus import frames_needed, kaldi_fbank
+
+    audio = load_audio(voices_dir / "alice_clip.wav")[8000:8000 + 16000 // 4 + 123]  # speech, an odd length
+    ours = kaldi_fbank(audio).numpy()
+    ref = kaldi_fbank_reference(audio)
+    assert ours.shape == ref.shape == (frames_needed(len(audio) / 16000), 80)
+    assert np.abs(ours - ref).max() < 2e-3
+    assert kaldi_fbank(audio[:399]).shape == (0, 80)
+
+
+def test_campplus_network_shape_and_batching():
+    """The network has the shipped checkpoint's shape (6.93 M numbers in 937 tensors) and embeds a batch as it
+    embeds each of its members."""
+    import torch
+
+    from awesearch.campplus import CAMPPlus
+
+    torch.manual_seed(0)
+    net = CAMPPlus().eval()
+    state = net.state_dict()
+    assert len(state) == 937 and sum(v.numel() for v in state.values()) == 6_930_842
+    x = torch.randn(3, 150, 80)
+    with torch.inference_mode():
+        batch = net(x)
+        alone = torch.cat([net(x[i : i + 1]) for i in range(3)])
+    assert batch.shape == (3, 192) and torch.allclose(batch, alone, atol=1e-4)
+
+
+def test_crops_are_centred_and_short_pieces_repeated():
+    import torch
+
+    from awesearch.speaker_verify import centre_crop
+
+    fb = torch.arange(10.0)[:, None].repeat(1, 2)
+    assert centre_crop(fb, 4)[:, 0].tolist() == [-1.5, -0.5, 0.5, 1.5]  # frames 3..6, minus their mean
+    short = centre_crop(fb[:3], 7)[:, 0] + 1.0  # frames 0 1 2 0 1 2 0, mean 6/7
+    assert np.allclose(short.numpy(), np.array([0, 1, 2, 0, 1, 2, 0]) - 6 / 7 + 1.0)
+
+
+def test_verifier_asset_is_checked(tmp_path, monkeypatch):
+    """The shipped verifier must match its SHA256SUMS line; another file's magic or version is refused."""
+    import torch
+
+    from awesearch import encoder
+    from awesearch.errors import CheckpointError
+    from awesearch.speaker_verify import VERIFY_ASSET, VERIFY_MAGIC, load_verifier
+
+    load_verifier.cache_clear()
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text(f"{'0' * 64}  {VERIFY_ASSET.name}\n")
+    monkeypatch.setattr(encoder, "CHECKSUMS", sums)
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        load_verifier()
+    monkeypatch.undo()
+    load_verifier.cache_clear()
+    v = load_verifier()
+    assert v.name == "campplus-zh-en-int8-verify-v1" and v.dims.embedding == 192
+    for bad, message in [
+        ({"magic": "awesearch-speaker-model", "version": 2}, "not an awesearch speaker verifier"),
+        ({"magic": VERIFY_MAGIC, "version": 99}, "version 99"),
+    ]:
+        torch.save(bad, tmp_path / "bad.ckpt")
+        with pytest.raises(CheckpointError, match=message):
+            load_verifier(str(tmp_path / "bad.ckpt"))
+        load_verifier.cache_clear()
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_verifier(str(tmp_path / "junk.ckpt"))
+
+
+def test_verifier_tells_two_voices_apart(voices_dir):
+    from awesearch.speaker_verify import load_verifier
+    from awesearch.speakers import ACCEPT_P, SpeakerExample, examples_prototype
+
+    v = load_verifier()
+    proto = {n: examples_prototype(v, [SpeakerExample(str(voices_dir / f"{n}.wav"))]) for n in ("alice_clip", "bob_clip", "alice_more")}
+    same, other = float(proto["alice_clip"] @ proto["alice_more"]), float(proto["alice_clip"] @ proto["bob_clip"])
+    assert same > other + 0.2
+    assert v.probability(same) >= ACCEPT_P > v.probability(other)
+
+
 @pytest.fixture(scope="module")
 def index(voices_dir):
     from indexer import index_paths
@@ -275,6 +388,42 @@ def test_speaker_clip_filters_hits(index, voices_dir):
     assert res.exit_code == 0, res.output
     hits = json.loads(res.stdout)
     assert hits and {h["path"].rsplit("/", 1)[1] for h in hits} <= {"bob.wav", "mixed.wav"}
+
+
+def test_speaker_score_is_the_verifiers(index, voices_dir):
+    """A kept hit's speaker_score is the CAM++ verifier's probability of the stored piece holding it, read
+    again from the recording, against the example's prototype."""
+    from awesearch.audio import load_audio
+    from awesearch.speaker_index import load_speaker_data
+    from awesearch.speaker_verify import load_verifier
+    from awesearch.speakers import SpeakerExample, examples_prototype
+    from awesearch.store import IndexStore
+
+    res = invoke("query", "--text", "session", "--speaker", voices_dir / "bob_clip.wav", "--index", index, "--json", "-k", "5")
+    assert res.exit_code == 0, res.output
+    hit = json.loads(res.stdout)[0]
+    data = load_speaker_data(IndexStore.open(index))
+    row = data.piece_for(hit["path"], hit["start"], hit["end"])
+    v = load_verifier()
+    audio = load_audio(hit["path"], data.starts[row], data.ends[row])
+    cos = float(v.embed(audio, np.array([[0.0, len(audio) / 16000]]))[0] @ examples_prototype(v, [SpeakerExample(str(voices_dir / "bob_clip.wav"))]))
+    assert hit["speaker_score"] == pytest.approx(float(v.probability(cos)), abs=1e-3)
+
+
+def test_unreadable_recording_is_one_line(voices_dir, tmp_path):
+    """A hit whose recording was deleted after indexing cannot be verified: one line, not a silent skip."""
+    import shutil
+
+    from indexer import index_paths
+
+    (tmp_path / "c").mkdir()
+    for name in ("alice.wav", "bob.wav"):
+        shutil.copy(voices_dir / "corpus" / name, tmp_path / "c" / name)
+    assert index_paths([tmp_path / "c"], tmp_path / "idx", model="random").indexed == 2
+    (tmp_path / "c" / "bob.wav").unlink()
+    res = invoke("query", "--text", "session", "--speaker", voices_dir / "bob_clip.wav", "--index", tmp_path / "idx", "-k", "50")
+    one_line_error(res, "can no longer be read")
+    assert "bob.wav" in res.stderr
 
 
 @pytest.mark.parametrize(

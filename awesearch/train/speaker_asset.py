@@ -78,16 +78,17 @@ def speak_voice(engine, voice, sentences: list[str], rng: np.random.Generator) -
 def voice_embeddings(model: SpeakerModel, audios: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
     """Embeddings (raw when the model's mean is zero) of the speech pieces of each sentence, each sentence
     augmented at random first (sentences without a piece are left out)."""
+    return augmented_sets(audios, rng, lambda audio: model.embed_speech(audio, speech_regions(audio))[1])
+
+
+def augmented_sets(audios: list[np.ndarray], rng: random.Random, per_sentence) -> list[np.ndarray]:
+    """per_sentence(audio) -> [pieces, ...] of each sentence augmented at random (AUGMENT_PROBS); empty ones
+    left out."""
     from awesearch.train.augment import Augmenter
 
     augment = Augmenter(probs=AUGMENT_PROBS)
-    out = []
-    for audio in audios:
-        audio = augment(audio, rng)
-        _, emb = model.embed_speech(audio, speech_regions(audio))
-        if len(emb):
-            out.append(emb)
-    return out
+    out = [per_sentence(augment(audio, rng)) for audio in audios]
+    return [x for x in out if len(x)]
 
 
 def calibration_pairs(voices: list[list[np.ndarray]], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -130,24 +131,32 @@ def fit_logistic(x: np.ndarray, y: np.ndarray) -> Calibration:
 
 def synthetic_embeddings(raw_model: SpeakerModel, rng: np.random.Generator, cache: Path | None) -> tuple[list[list[np.ndarray]], list[str]]:
     """Raw embeddings [voice][sentence] -> [pieces, 256] and the voice ids; read from / written to cache (.npz)."""
+    return synthetic_sets(lambda audios, arng: voice_embeddings(raw_model, audios, arng), rng, cache, "emb")
+
+
+def synthetic_sets(per_voice, rng: np.random.Generator, cache: Path | None, key: str, dtype=None) -> tuple[list[list[np.ndarray]], list[str]]:
+    """per_voice(sentence audios, augment rng) -> [sentence] arrays [pieces, ...] of every synthetic voice saying
+    SENTENCES_PER_VOICE sentences (voices with under 2 sentences left out), and the voice ids; read from /
+    written to cache (.npz, the arrays under `key`, stored as dtype when given)."""
     if cache is not None and cache.exists():
         z = np.load(cache)
         names = [str(n) for n in z["names"]]
-        vi, si, emb = z["voice"], z["sentence"], z["emb"]
-        return [[emb[(vi == v) & (si == s)] for s in np.unique(si[vi == v])] for v in range(len(names))], names
+        vi, si, arr = z["voice"], z["sentence"], z[key].astype(np.float32)
+        return [[arr[(vi == v) & (si == s)] for s in np.unique(si[vi == v])] for v in range(len(names))], names
     voices, names = [], []
     augment_rng = random.Random(int(rng.integers(2**31)))
     for engine, voice in synthetic_voices():
         picks = rng.choice(len(SENTENCES), SENTENCES_PER_VOICE, replace=False)
-        embs = voice_embeddings(raw_model, speak_voice(engine, voice, [SENTENCES[i] for i in picks], rng), augment_rng)
-        if len(embs) >= 2:
-            voices.append(embs)
+        sets = per_voice(speak_voice(engine, voice, [SENTENCES[i] for i in picks], rng), augment_rng)
+        if len(sets) >= 2:
+            voices.append(sets)
             names.append(voice.id)
-            log.info("%s: %d sentences, %d pieces", voice.id, len(embs), sum(len(e) for e in embs))
+            log.info("%s: %d sentences, %d pieces", voice.id, len(sets), sum(len(e) for e in sets))
     if cache is not None:
-        rows = [(v, s, e) for v, sents in enumerate(voices) for s, emb in enumerate(sents) for e in emb]
+        rows = [(v, s, e) for v, sents in enumerate(voices) for s, arr in enumerate(sents) for e in arr]
+        stacked = np.stack([r[2] for r in rows])
         np.savez(cache, names=np.array(names), voice=np.array([r[0] for r in rows]), sentence=np.array([r[1] for r in rows]),
-                 emb=np.stack([r[2] for r in rows]))
+                 **{key: stacked if dtype is None else stacked.astype(dtype)})
     return voices, names
 
 
