@@ -284,6 +284,8 @@ def query(
             return
     except AwesearchError as e:
         raise fail(str(e))
+    if voice_filter is not None and voice_filter.note:
+        typer.echo(f"note: {voice_filter.note}", err=True)
     if as_json:
         for q, hits in results:
             rows = [h.to_dict() for h in hits]

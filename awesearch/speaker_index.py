@@ -373,14 +373,19 @@ class SpeakerFilter:
     the query-time verifier (speaker_verify.py, CAM++) judges that stretch against the voice's prototype."""
 
     judge: object  # awesearch.speaker_verify.PieceJudge: the verifier, the pieces and the prototype
+    stopped: bool = False  # True once MAX_CHECKS pieces were verified: later hits were not checked
 
     def score(self, hits: list, k: int | None = None) -> list[SpeakerHit]:
         """The hits whose piece is the voice (probability >= ACCEPT_P), in their order, with speaker_score;
-        verified BATCH hits at a time, stopping once k are kept (their order is the same either way)."""
-        from .speaker_verify import BATCH
+        verified BATCH hits at a time, stopping once k are kept (their order is the same either way) or once
+        MAX_CHECKS pieces have been verified (then `stopped`)."""
+        from .speaker_verify import BATCH, MAX_CHECKS
 
         out = []
         for i in range(0, len(hits), BATCH):
+            if len(self.judge.p) >= MAX_CHECKS:
+                self.stopped = True
+                break
             block = hits[i : i + BATCH]
             rows = [self.judge.data.piece_for(h.path, h.start, h.end) for h in block]
             self.judge.prepare(rows)
@@ -395,10 +400,20 @@ class SpeakerFilter:
         while True:
             hits = run(pool)
             kept = self.score(hits, k)
-            if len(kept) >= k or len(hits) < pool or pool >= POOL_MAX:
+            if len(kept) >= k or len(hits) < pool or pool >= POOL_MAX or self.stopped:
                 return kept[:k]
             pool = min(POOL_MAX, pool * 4)
 
+
+    @property
+    def note(self) -> str | None:
+        """One line for the user when the search stopped verifying early, else None."""
+        from .speaker_verify import MAX_CHECKS
+
+        if not self.stopped:
+            return None
+        return (f"the voice check stopped after {len(self.judge.p)} speech pieces of the best-ranked hits (limit "
+                f"{MAX_CHECKS}): later hits were not checked (narrow the search with --within, a higher --threshold or a smaller -k)")
 
     def search_texts(self, engine, texts: list[str], k: int | None, threshold: float | None) -> list[list[SpeakerHit]]:
         """The --queries path: each text searched (engine: SearchEngine or ShardedEngine) and filtered."""

@@ -390,6 +390,31 @@ def test_speaker_clip_filters_hits(index, voices_dir):
     assert hits and {h["path"].rsplit("/", 1)[1] for h in hits} <= {"bob.wav", "mixed.wav"}
 
 
+def test_voice_check_stops_after_max_checks_and_says_so(index, voices_dir, monkeypatch):
+    """A filtered search verifies at most MAX_CHECKS pieces (best-ranked hits first); when that bound stops it,
+    the CLI says so in one line on stderr and the web API in "notes"; unbounded, there is no note."""
+    from starlette.testclient import TestClient
+
+    from awesearch import speaker_verify
+    from awesearch.web.app import create_app, open_archive
+
+    args = ("query", "--text", "session", "--speaker", voices_dir / "bob_clip.wav", "--index", index, "--json", "-k", "50")
+    full = invoke(*args)
+    assert full.exit_code == 0 and "note:" not in full.stderr and len(json.loads(full.stdout)) >= 2
+    monkeypatch.setattr(speaker_verify, "MAX_CHECKS", 1)
+    capped = invoke(*args)
+    assert capped.exit_code == 0, capped.output
+    notes = [line for line in capped.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "voice check stopped after" in notes[0] and "(limit 1)" in notes[0]
+    assert len(json.loads(capped.stdout)) < len(json.loads(full.stdout))  # only the first batch was verified
+    archive = open_archive(index)
+    bob = next(i for i, p in enumerate(archive.paths) if p.endswith("bob.wav"))
+    with TestClient(create_app(archive)) as client:
+        body = client.get("/api/search", params={"text": "session", "k": 50, "speaker_file": bob, "speaker_start": 0, "speaker_end": 6}).json()
+        assert len(body["notes"]) == 1 and "(limit 1)" in body["notes"][0]
+        assert "notes" not in client.get("/api/search", params={"text": "session", "k": 50}).json()
+
+
 def test_speaker_score_is_the_verifiers(index, voices_dir):
     """A kept hit's speaker_score is the CAM++ verifier's probability of the stored piece holding it, read
     again from the recording, against the example's prototype."""

@@ -224,19 +224,21 @@ def text_param(request: Request) -> str | None:
     return text if text is not None and text.strip() else None
 
 
-async def run_search(archive: Archive, speaker: dict | None = None, **query) -> tuple[list, float]:
-    """(hits, milliseconds) of engine.search(**query) on the archive's search thread; with speaker (see
-    speaker_param) only the hits in that voice, each with its speaker_score."""
+async def run_search(archive: Archive, speaker: dict | None = None, **query) -> tuple[list, float, list[str]]:
+    """(hits, milliseconds, notes) of engine.search(**query) on the archive's search thread; with speaker (see
+    speaker_param) only the hits in that voice, each with its speaker_score (notes: the voice check's, if any)."""
 
     def call():
         t0 = time.perf_counter()
+        notes = []
         if speaker is None:
             hits = archive.engine.search(**query)
         else:
             voice = archive.speaker_filter(speaker)
             cap, _ = archive.engine.limits(query.get("k"), query.get("threshold"))
             hits = voice.search(lambda n: archive.engine.search(**{**query, "k": n}), cap)
-        return hits, (time.perf_counter() - t0) * 1000
+            notes = [voice.note] if voice.note else []
+        return hits, (time.perf_counter() - t0) * 1000, notes
 
     return await asyncio.wrap_future(archive.searcher.submit(call))
 
@@ -246,9 +248,10 @@ def hit_json(archive: Archive, hit) -> dict:
     return {**hit.to_dict(), "file_id": fid, "audio_url": f"/api/audio/{fid}"}
 
 
-def results_response(archive: Archive, label: str, hits: list, ms: float, fmt: str | None, query: dict) -> Response:
+def results_response(archive: Archive, label: str, hits: list, ms: float, fmt: str | None, query: dict, notes: list[str] = ()) -> Response:
     if fmt is None:
-        return JSONResponse({"query": query, "hits": [hit_json(archive, h) for h in hits], "elapsed_ms": round(ms, 1)})
+        body = {"query": query, "hits": [hit_json(archive, h) for h in hits], "elapsed_ms": round(ms, 1)}
+        return JSONResponse({**body, "notes": list(notes)} if notes else body)
     durations = {p: archive.durations[i] for i, p in enumerate(archive.paths)}
     docs = export([(label, hits)], fmt, durations)
     if fmt in PER_FILE_FORMATS and len(docs) != 1:  # none or several recordings: one zip
@@ -281,9 +284,9 @@ async def search_get(request: Request) -> Response:
     elif text is None:
         raise ApiError(400, "give text= (one to four words) or file=, start= and end=")
     speaker = speaker_param(request, archive)
-    hits, ms = await run_search(archive, speaker, text=text, audio=audio, start=start, end=end, **opts["options"])
+    hits, ms, notes = await run_search(archive, speaker, text=text, audio=audio, start=start, end=end, **opts["options"])
     label = text or (f"like {audio.stem} {start:.1f}s" if audio else EXAMPLE_LABEL)
-    return results_response(archive, label, hits, ms, opts["format"], query)
+    return results_response(archive, label, hits, ms, opts["format"], query, notes)
 
 
 async def read_upload(request: Request) -> bytes:
@@ -321,11 +324,11 @@ async def search_post(request: Request) -> Response:
         clip = Path(tmp) / f"clip{upload_suffix(request)}"
         clip.write_bytes(body)
         try:
-            hits, ms = await run_search(archive, speaker, text=text, audio=clip, start=start, end=end, **opts["options"])
+            hits, ms, notes = await run_search(archive, speaker, text=text, audio=clip, start=start, end=end, **opts["options"])
         except AwesearchError as e:  # the engine names the temporary file; the user knows it as their upload
             raise type(e)(str(e).replace(str(clip), "uploaded clip")) from None
     query = {"text": text, "audio": "upload", "start": start, "end": end}
-    return results_response(archive, text or EXAMPLE_LABEL, hits, ms, opts["format"], query)
+    return results_response(archive, text or EXAMPLE_LABEL, hits, ms, opts["format"], query, notes)
 
 
 # -- info, audio, peaks ------------------------------------------------------------------------------
