@@ -15,7 +15,7 @@ after its spans are encoded. A chunk's spans are handed over before its speaker 
 Encoding runs on ENCODE_THREADS threads beside the stream: a flush hands its spans to them and returns, and
 a batch's heads, pooling and events follow once its frames are ready, so the Whisper blocks of one flush run
 while the previous flush is pooled (no core waits at a flush boundary). The first chunk of a run is
-encoded whole as soon as it is decoded (SPECULATE_FIRST_CHUNK), before its VAD has run: the VAD needs torch,
+encoded whole as soon as it is decoded (SPECULATE_FIRST_CHUNK; if at most SPECULATE_MAX_S long), before its VAD has run: the VAD needs torch,
 whose import (1.2-1.5 s) would otherwise hold back the first encoder call; its windows and islands are
 filled in when its VAD is done (their vectors then come from the whole chunk's frames, and its phonetic
 codes are kept inside the islands only, as for island spans).
@@ -64,6 +64,8 @@ ENCODE_THREADS = 2  # flushes encoded at once: the next one's Whisper blocks que
 MAX_BATCHES = 3  # encoded or encoding flushes held at most (memory: ~10 MB of frames per 120 s flush)
 POLL_S = 0.05  # seconds the stream waits for the analysis thread before finishing batches that are ready
 SPECULATE_FIRST_CHUNK = True  # encode a run's first chunk whole before its VAD (see the module docstring)
+SPECULATE_MAX_S = 30.0  # seconds: only a first chunk this short (one Whisper block) is, so that at most one block
+# of silence or music is ever encoded for it (a whole 112 s chunk of a half-silent file cost 4 blocks for 3)
 
 
 @dataclass
@@ -342,8 +344,10 @@ def first_chunk_audio(path: str, alone: bool) -> np.ndarray | None:
     chunk, SPECULATE_FIRST_CHUNK), or None where that span will be packed with others' (not alone and at most
     LONG_SPAN_S long): what WhisperFrontend.prefetch may encode before the stream starts."""
     chunk = next(iter(iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)), None)
-    if chunk is None or not SPECULATE_FIRST_CHUNK or (not alone and len(chunk.samples) <= LONG_SPAN_S * SAMPLE_RATE):
-        return None
+    if chunk is None or not SPECULATE_FIRST_CHUNK or len(chunk.samples) > SPECULATE_MAX_S * SAMPLE_RATE:
+        return None  # not speculated (see SPECULATE_MAX_S)
+    if not alone and len(chunk.samples) <= LONG_SPAN_S * SAMPLE_RATE:
+        return None  # packed with the next files' spans
     return chunk.samples
 
 
@@ -414,6 +418,8 @@ def _analyse_files(
                     if stop.is_set():
                         return
                     early = None
+                    if speculate and len(chunk.samples) > SPECULATE_MAX_S * SAMPLE_RATE:
+                        speculate = False  # a long first chunk waits for its VAD like the others
                     if speculate:  # the run's first chunk: to the encoder now, before the VAD is loaded and run
                         speculate = False
                         early = Span(key, chunk.start, chunk.samples.copy(), None, (chunk.core_start, chunk.core_end), ready=threading.Event())

@@ -140,6 +140,17 @@ def test_a_file_failing_after_its_speculative_chunk_was_encoded_is_skipped(gappy
     assert len(paths) == 3 and not any(p.endswith("long.wav") for p in paths)
 
 
+def test_a_first_chunk_longer_than_one_block_is_not_speculated(gappy, tmp_path, monkeypatch):
+    """Only a first chunk of at most SPECULATE_MAX_S is encoded before its VAD (silence in it costs at most one
+    block); a longer one waits for its VAD like every other chunk, and the prefetch leaves it alone too."""
+    calls, original = [], embed.fill_speculative
+    monkeypatch.setattr(embed, "fill_speculative", lambda *a: calls.append(a) or original(*a))
+    monkeypatch.setattr(embed, "SPECULATE_MAX_S", 5.0)  # long.wav's ~25 s chunk is now "long"
+    report = index_paths([gappy], tmp_path / "idx", model="random")
+    assert report.indexed == 4 and calls == []
+    assert embed.first_chunk_audio(str(gappy / "long.wav"), alone=True) is None
+
+
 def test_speculative_span_keeps_phonetic_codes_inside_islands_only():
     chunk = AudioChunk(start=100.0, samples=np.zeros(40 * SAMPLE_RATE, np.float32), core_start=104.0, core_end=136.0)
     w = np.array([[10.0, 11.0], [2.0, 3.0], [30.0, 31.0]])  # from chunk.start, unsorted
