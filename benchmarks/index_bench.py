@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--real", type=Path, default=DEFAULT_REAL)
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "awesearch" / "index-bench")
     ap.add_argument("--skip-whisper", action="store_true", help="leave out the faster-whisper peer")
-    ap.add_argument("--repeat", type=int, default=3, help="long-form runs (ours, encoder alone, peer) and 10 s file runs, "
+    ap.add_argument("--repeat", type=int, default=3, help="long-form runs (ours, encoder alone, peer), half-silence and 10 s file runs, "
                     "alternating; their medians are the figures (one run of a 10 s wall clock is noise on a shared machine)")
     ap.add_argument("--out-json", type=Path)
     ap.add_argument("--out-md", type=Path)
@@ -164,10 +164,11 @@ def main(argv: list[str] | None = None) -> dict:
         secs["realistic"] = audio_seconds(realistic)
     r: dict = {"audio_s": secs, "real_files": len(real_files), "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
 
-    repeats: dict[str, list[dict]] = {"startup_10s_file": [], "long": [], "encoder_only": [], "whisper_batched": []}
+    repeats: dict[str, list[dict]] = {"startup_10s_file": [], "long": [], "half": [], "encoder_only": [], "whisper_batched": []}
     for _ in range(max(1, a.repeat)):  # alternating, so that a slow spell of the machine hits every contender
         repeats["startup_10s_file"].append(index_run([one], work / "idx-one"))
         repeats["long"].append(index_run(long_files, work / "idx-long"))
+        repeats["half"].append(index_run(half_files, work / "idx-half"))
         enc = run([sys.executable, "-c", ENCODER_SCRIPT, *map(str, long_files)], env={"PYTHONPATH": str(REPO)})
         repeats["encoder_only"].append({"encode_s": json.loads(enc["stdout"].strip().splitlines()[-1])["encode_s"],
                                         "peak_rss_mb": enc["peak_rss_mb"]})
@@ -181,7 +182,6 @@ def main(argv: list[str] | None = None) -> dict:
     r["repeats"] = repeats
     r["real"] = index_run(real_files, work / "idx-real")
     r["real_nopack"] = index_run(real_files, work / "idx-real-nopack", pack=False)
-    r["half"] = index_run(half_files, work / "idx-half")
     r["long_jobs2"] = index_run(long_files, work / "idx-long-j2", jobs=2)
     if realistic:
         r["realistic"] = index_run(realistic, work / "idx-realistic")
@@ -258,7 +258,7 @@ def markdown(r: dict) -> str:
     n = len(r.get("repeats", {}).get("long", [])) or 1
     head = (f"Audio: long-form {s['long'] / 60:.1f} min, real {s['real'] / 60:.1f} min, half-silence {s['half'] / 60:.1f} min; "
             f"{r['cpu_count']} cores, load average {r['load_avg_start'][0]:.1f} at the start and {r['load_avg_end'][0]:.1f} at the end; "
-            f"long-form, encoder-alone, peer and 10 s file figures are medians of {n} alternating runs.")
+            f"long-form, encoder-alone, peer, half-silence and 10 s file figures are medians of {n} alternating runs.")
     return head + "\n\n" + "\n".join(rows) + "\n"
 
 
