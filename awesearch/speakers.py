@@ -247,25 +247,12 @@ def embedding_checksum(ckpt: dict) -> str:
 def read_asset(path: str | None, shipped: Path, what: str, magic: str, version: int) -> dict:
     """The torch dict of the shipped asset (checked against assets/SHA256SUMS) or of the file at path;
     CheckpointError naming `what` when it is missing, unreadable, foreign or of another version."""
-    import torch
+    from .encoder import read_checkpoint, shipped_checksums
 
     p = Path(path) if path else shipped
-    if path is None and p.is_file():
-        from .encoder import shipped_checksums
-
-        if shipped_checksums().get(p.name) != hashlib.sha256(p.read_bytes()).hexdigest():
-            raise CheckpointError(f"shipped {what} {p.name} does not match its checksum in SHA256SUMS; reinstall awesearch")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} {p} not found") from None
-    except Exception as e:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"{what} {p} cannot be read: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("magic") != magic:
-        raise CheckpointError(f"{p} is not an awesearch {what}")
-    if ckpt.get("version") != version:
-        raise CheckpointError(f"{what} {p} has version {ckpt.get('version')}, this awesearch reads {version}")
-    return ckpt
+    if path is None and p.is_file() and shipped_checksums().get(p.name) != hashlib.sha256(p.read_bytes()).hexdigest():
+        raise CheckpointError(f"shipped {what} {p.name} does not match its checksum in SHA256SUMS; reinstall awesearch")
+    return read_checkpoint(p, magic, version, what)
 
 
 @lru_cache(maxsize=2)

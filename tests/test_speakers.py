@@ -143,7 +143,7 @@ def test_asset_is_checked(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="not an awesearch speaker model"):
         load_speaker_model(str(bad))
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="cannot read"):
         load_speaker_model(str(tmp_path / "junk.pt"))
 
 
@@ -245,7 +245,7 @@ def test_verifier_asset_is_checked(tmp_path, monkeypatch):
             load_verifier(str(tmp_path / "bad.ckpt"))
         load_verifier.cache_clear()
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="cannot read"):
         load_verifier(str(tmp_path / "junk.ckpt"))
 
 
