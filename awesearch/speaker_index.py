@@ -373,18 +373,21 @@ class SpeakerFilter:
     the query-time verifier (speaker_verify.py, CAM++) judges that stretch against the voice's prototype."""
 
     judge: object  # awesearch.speaker_verify.PieceJudge: the verifier, the pieces and the prototype
-    stopped: bool = False  # True once MAX_CHECKS pieces were verified: later hits were not checked
+    stopped: int = 0  # pieces a search had verified when MAX_CHECKS stopped it (0: no search stopped)
 
-    def score(self, hits: list, k: int | None = None) -> list[SpeakerHit]:
+    def score(self, hits: list, k: int | None = None, limit: int | None = None) -> list[SpeakerHit]:
         """The hits whose piece is the voice (probability >= ACCEPT_P), in their order, with speaker_score;
         verified BATCH hits at a time, stopping once k are kept (their order is the same either way) or once
-        MAX_CHECKS pieces have been verified (then `stopped`)."""
+        the judge holds `limit` pieces (default: MAX_CHECKS more than now; then `stopped`). Pieces judged
+        earlier (the cache spans the searches of one filter) are not checked again and do not count."""
         from .speaker_verify import BATCH, MAX_CHECKS
 
+        start = len(self.judge.p)
+        limit = start + MAX_CHECKS if limit is None else limit
         out = []
         for i in range(0, len(hits), BATCH):
-            if len(self.judge.p) >= MAX_CHECKS:
-                self.stopped = True
+            if len(self.judge.p) >= limit:
+                self.stopped = len(self.judge.p) - (limit - MAX_CHECKS)
                 break
             block = hits[i : i + BATCH]
             rows = [self.judge.data.piece_for(h.path, h.start, h.end) for h in block]
@@ -395,24 +398,30 @@ class SpeakerFilter:
         return out
 
     def search(self, run, k: int) -> list[SpeakerHit]:
-        """run(k) -> hits best first (the engine's search); fetch more until k hits of the voice survive."""
+        """run(k) -> hits best first (the engine's search); fetch more until k hits of the voice survive, with
+        at most MAX_CHECKS pieces verified for this search."""
+        from .speaker_verify import MAX_CHECKS
+
         pool = max(POOL_START, 10 * k)
+        limit = len(self.judge.p) + MAX_CHECKS
         while True:
             hits = run(pool)
-            kept = self.score(hits, k)
-            if len(kept) >= k or len(hits) < pool or pool >= POOL_MAX or self.stopped:
+            kept = self.score(hits, k, limit)
+            if len(kept) >= k or len(hits) < pool or pool >= POOL_MAX:
+                return kept[:k]
+            if len(self.judge.p) >= limit:  # a larger pool would only hold hits left unchecked
+                self.stopped = len(self.judge.p) - (limit - MAX_CHECKS)
                 return kept[:k]
             pool = min(POOL_MAX, pool * 4)
 
-
     @property
     def note(self) -> str | None:
-        """One line for the user when the search stopped verifying early, else None."""
+        """One line for the user when a search stopped verifying early, else None."""
         from .speaker_verify import MAX_CHECKS
 
         if not self.stopped:
             return None
-        return (f"the voice check stopped after {len(self.judge.p)} speech pieces of the best-ranked hits (limit "
+        return (f"the voice check stopped after {self.stopped} speech pieces of the best-ranked hits (limit "
                 f"{MAX_CHECKS}): later hits were not checked (narrow the search with --within, a higher --threshold or a smaller -k)")
 
     def search_texts(self, engine, texts: list[str], k: int | None, threshold: float | None) -> list[list[SpeakerHit]]:

@@ -415,6 +415,29 @@ def test_voice_check_stops_after_max_checks_and_says_so(index, voices_dir, monke
         assert "notes" not in client.get("/api/search", params={"text": "session", "k": 50}).json()
 
 
+def test_each_search_of_a_filter_has_its_own_check_budget(index, voices_dir, monkeypatch):
+    """--queries and the bench reuse one filter (its piece cache) for many searches: MAX_CHECKS bounds each
+    search's new checks, so a search after one that used the whole budget still verifies its hits."""
+    from awesearch import speaker_verify
+    from awesearch.search import SearchEngine
+    from awesearch.speaker_index import open_filter
+    from awesearch.speakers import SpeakerExample
+
+    engine = SearchEngine.open(index)
+
+    def run(text):
+        return lambda n: engine.search(text=text, k=n, threshold=0.0)
+
+    def bob():
+        return open_filter([index], [SpeakerExample(str(voices_dir / "bob_clip.wav"))])
+
+    alone = bob().search(run("prince"), 50)
+    shared = bob()
+    shared.search(run("session"), 50)
+    monkeypatch.setattr(speaker_verify, "MAX_CHECKS", len(shared.judge.p))  # the first search used it all
+    assert shared.search(run("prince"), 50) == alone and not shared.stopped
+
+
 def test_speaker_score_is_the_verifiers(index, voices_dir):
     """A kept hit's speaker_score is the CAM++ verifier's probability of the stored piece holding it, read
     again from the recording, against the example's prototype."""
