@@ -314,7 +314,8 @@ class _Packer:
                 frames, inputs = next(encoded)
                 if key not in self.files:  # the file failed after this span was flushed
                     continue
-                item.ready is not None and item.ready.wait()
+                if item.ready is not None:
+                    item.ready.wait()
                 state = self.files[key]
                 if state.track is not None:
                     state.track.add(inputs, item.start, item.keep_ranges())
@@ -339,16 +340,18 @@ def _done(value) -> Future:
     return f
 
 
+def speculated(chunk: AudioChunk) -> bool:
+    """Whether a run's first chunk is encoded whole before its VAD (SPECULATE_FIRST_CHUNK, SPECULATE_MAX_S)."""
+    return SPECULATE_FIRST_CHUNK and len(chunk.samples) <= SPECULATE_MAX_S * SAMPLE_RATE
+
+
 def first_chunk_audio(path: str, alone: bool) -> np.ndarray | None:
-    """The samples of the span embed_stream encodes first when `path` is its first file (the whole first
-    chunk, SPECULATE_FIRST_CHUNK), or None where that span will be packed with others' (not alone and at most
-    LONG_SPAN_S long): what WhisperFrontend.prefetch may encode before the stream starts."""
-    chunk = next(iter(iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)), None)
-    if chunk is None or not SPECULATE_FIRST_CHUNK or len(chunk.samples) > SPECULATE_MAX_S * SAMPLE_RATE:
-        return None  # not speculated (see SPECULATE_MAX_S)
-    if not alone and len(chunk.samples) <= LONG_SPAN_S * SAMPLE_RATE:
-        return None  # packed with the next files' spans
-    return chunk.samples
+    """The samples of the span embed_stream encodes first when `path` is its first file (its speculated first
+    chunk), or None: what WhisperFrontend.prefetch may encode before the stream starts. A speculated chunk is
+    at most one block (SPECULATE_MAX_S <= LONG_SPAN_S), so unless `path` is the run's only file it is packed
+    with the next files' spans and a prefetch of it alone would not be used."""
+    chunk = next(iter(iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)), None) if alone else None
+    return chunk.samples if chunk is not None and speculated(chunk) else None
 
 
 def _analyse_files(
@@ -418,15 +421,13 @@ def _analyse_files(
                     if stop.is_set():
                         return
                     early = None
-                    if speculate and len(chunk.samples) > SPECULATE_MAX_S * SAMPLE_RATE:
-                        speculate = False  # a long first chunk waits for its VAD like the others
-                    if speculate:  # the run's first chunk: to the encoder now, before the VAD is loaded and run
-                        speculate = False
+                    if speculate and speculated(chunk):  # the run's first chunk: to the encoder now, before the VAD
                         early = Span(key, chunk.start, chunk.samples.copy(), None, (chunk.core_start, chunk.core_end), ready=threading.Event())
                         for m in pending:  # ("start", key): the stream must know the file before its span
                             put(m)
                         pending.clear()
                         put(("spans", [early]))
+                    speculate = False  # a longer first chunk waits for its VAD like every other chunk
                     pending.append(("chunk", key, chunk, early))
                     waiting_s += len(chunk.samples) / SAMPLE_RATE
                     if waiting_s >= batch_s:
@@ -460,7 +461,7 @@ def embed_stream(
     packer = _Packer(encoder, phone, pack)
     q: queue.Queue = queue.Queue(maxsize=2 * QUEUE_CHUNKS)  # two messages per chunk
     stop = threading.Event()
-    speculate = pack and SPECULATE_FIRST_CHUNK
+    speculate = pack
     worker = threading.Thread(
         target=_analyse_files, args=(files, frame_s, margin, q, stop, speaker_model, speculate), name="awesearch-analyse", daemon=True
     )
