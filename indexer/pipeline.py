@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -294,8 +295,8 @@ def _early_frontend(model: str | None, jobs: int, cluster: str | None, threads: 
     then overlaps), or None where this process will not encode with the default model (the default encoder
     reads Whisper frames; another model may not, and with --jobs or --cluster the workers encode; importing
     awesearch.encoder to check would import torch first). For a new index (every readable file is to be
-    indexed, the first scanned one first) it also prefetches the first span the stream will encode
-    (embed.first_chunk_audio), so that the encoder starts before the VAD, which needs torch, is ready."""
+    indexed) of one file it also prefetches the first span the stream will encode (embed.first_chunk_audio),
+    so that the encoder starts before the VAD, which needs torch, is ready."""
     if model is not None or jobs != 1 or cluster is not None:
         return None
     from awesearch.whisper_frontend import FRONTEND_THREADS, FrontendLoad, whisper_available
@@ -306,9 +307,8 @@ def _early_frontend(model: str | None, jobs: int, cluster: str | None, threads: 
         return None
     first = None
     readable = [s for s in scanned if not s.error]
-    if pack and readable and not (Path(index_dir) / MANIFEST_NAME).exists():
-        path, alone = readable[0].path, len(readable) == 1
-        first = lambda: first_chunk_audio(path, alone)  # noqa: E731
+    if pack and len(readable) == 1 and not (Path(index_dir) / MANIFEST_NAME).exists():
+        first = functools.partial(first_chunk_audio, readable[0].path, True)  # of several files it would be packed
     return FrontendLoad(threads or FRONTEND_THREADS, device, first_audio=first)
 
 
