@@ -9,6 +9,7 @@ It is read with torch.load(weights_only=True) and rebuilt as AWEModel(ModelDimen
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -90,6 +91,7 @@ class Encoder:
         self.frame_rate = input_frame_rate(model.dims, feature_config) / model.dims.frame_stride
         self._whisper = None  # the Whisper front end, loaded on first use (or by preload_frontend)
         self._loading = None  # the thread of preload_frontend while it runs
+        self._frontend_lock = threading.Lock()  # the indexer's encoding threads ask for the front end at once
         self.frontend_threads = FRONTEND_THREADS  # CTranslate2 threads of the Whisper front end (set before first use)
         self.device = "cpu"  # "cpu" or "cuda": where the Whisper front end runs (set before first use)
 
@@ -125,13 +127,14 @@ class Encoder:
     def _frontend(self):
         from .whisper_frontend import WhisperFrontend
 
-        if self._loading is not None:
-            load, self._loading = self._loading, None
-            if (load.threads, load.device) == (self.frontend_threads, self.device):
-                self._whisper = load.result()  # its error, if loading failed, is raised here
-        if self._whisper is None:  # not preloaded, or preloaded with other settings: load here
-            self._whisper = WhisperFrontend(threads=self.frontend_threads, device=self.device)
-        return self._whisper
+        with self._frontend_lock:  # one load: a second caller waits for the first's
+            if self._loading is not None:
+                load, self._loading = self._loading, None
+                if (load.threads, load.device) == (self.frontend_threads, self.device):
+                    self._whisper = load.result()  # its error, if loading failed, is raised here
+            if self._whisper is None:  # not preloaded, or preloaded with other settings: load here
+                self._whisper = WhisperFrontend(threads=self.frontend_threads, device=self.device)
+            return self._whisper
 
     def preload_frontend(self, load=None) -> None:
         """Start loading the Whisper front end on a background thread (start-up overlaps other loading), or

@@ -144,7 +144,7 @@ class WhisperFrontend:
         intra = 1 if device == "cpu" else threads
         self._whisper = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=intra, num_workers=self.streams)
         self._pool = None  # ThreadPoolExecutor of self.streams threads, made on first use
-        self._prefetched: tuple[np.ndarray, list[np.ndarray]] | None = None  # see prefetch
+        self._prefetched: tuple[list[np.ndarray], list[np.ndarray]] | None = None  # see prefetch
         self._features = self._whisper.feature_extractor
         self.standardize = standardize
         self._mean = self._scale = None
@@ -163,19 +163,19 @@ class WhisperFrontend:
         """16 kHz float32 mono of any length -> [ceil(len / 320), 384] float32."""
         return self.encode_many([audio])[0]
 
-    def prefetch(self, audio: np.ndarray) -> None:
-        """Encode `audio` now, alone; the next encode_many of exactly this audio alone returns these frames
-        (once) instead of encoding it again. The indexer encodes its first chunk this way while torch loads."""
-        audio = _check_audio(audio)
+    def prefetch(self, audios: list[np.ndarray]) -> None:
+        """encode_many(audios) now; the next encode_many of exactly these clips returns these frames (once)
+        instead of encoding them again. The indexer encodes its first spans this way while torch loads."""
+        audios = [_check_audio(a) for a in audios]
         self._prefetched = None
-        self._prefetched = (audio, self.encode_many([audio]))
+        self._prefetched = (audios, self.encode_many(audios))
 
     def encode_many(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """Several clips -> one [T_i, 384] array each. Clips up to 30 s share packed blocks."""
         audios = [_check_audio(a) for a in audios]
-        if self._prefetched is not None and len(audios) == 1:
+        if self._prefetched is not None:
             done, frames = self._prefetched
-            if len(done) == len(audios[0]) and np.array_equal(done, audios[0]):
+            if len(done) == len(audios) and all(len(d) == len(a) and np.array_equal(d, a) for d, a in zip(done, audios)):
                 self._prefetched = None
                 return frames
         outs = [np.zeros((n_whisper_frames(len(a)), WHISPER_DIM), dtype=np.float32) for a in audios]
@@ -256,8 +256,9 @@ class FrontendLoad:
     raises its error, if any, in the caller's thread."""
 
     def __init__(self, threads: int = FRONTEND_THREADS, device: str = "cpu", first_audio=None):
-        """first_audio: None, or a function giving audio (or None) to prefetch once loaded (see prefetch); an
-        error there only cancels the prefetch (the indexer meets the same audio again and reports it)."""
+        """first_audio: None, or a function giving a list of clips (or None) to prefetch once loaded (see
+        prefetch); an error there only cancels the prefetch (the indexer meets the same audio again and
+        reports it)."""
         import threading
 
         self.threads, self.device, self._first_audio = threads, device, first_audio
@@ -276,11 +277,11 @@ class FrontendLoad:
             from .errors import AwesearchError
 
             try:
-                audio = self._first_audio()
+                clips = self._first_audio()
             except AwesearchError:  # e.g. it cannot be decoded: the indexer reports that file itself
                 return
-            if audio is not None:
-                self._frontend.prefetch(audio)
+            if clips:
+                self._frontend.prefetch(clips)
 
     def result(self) -> WhisperFrontend:
         self._thread.join()

@@ -15,10 +15,11 @@ after its spans are encoded. A chunk's spans are handed over before its speaker 
 Encoding runs on ENCODE_THREADS threads beside the stream: a flush hands its spans to them and returns, and
 a batch's heads, pooling and events follow once its frames are ready, so the Whisper blocks of one flush run
 while the previous flush is pooled (no core waits at a flush boundary). The first chunk of a run is
-encoded whole as soon as it is decoded (SPECULATE_FIRST_CHUNK; if at most SPECULATE_MAX_S long), before its VAD has run: the VAD needs torch,
-whose import (1.2-1.5 s) would otherwise hold back the first encoder call; its windows and islands are
-filled in when its VAD is done (their vectors then come from the whole chunk's frames, and its phonetic
-codes are kept inside the islands only, as for island spans).
+encoded whole as soon as it is decoded (SPECULATE_FIRST_CHUNK; if at most SPECULATE_MAX_S long), before its
+VAD has run; its windows and islands are filled in when its VAD is done (their vectors then come from the
+whole chunk's frames, and its phonetic codes are kept inside the islands only, as for island spans). Before
+the stream starts, while torch is imported, the indexer may already have encoded the first spans (FirstSpans,
+WhisperFrontend.prefetch); the front end hands those frames over when the stream asks for the same spans.
 """
 
 from __future__ import annotations
@@ -55,9 +56,8 @@ PACK_FLUSH_S = 120.0  # seconds of queued span audio that triggers encoding (4 W
 PACK_MEAN_COSINE = 0.93
 PACK_P5_COSINE = 0.78
 LONG_SPAN_S = 30.0  # seconds: a longer span fills Whisper blocks of its own (nothing to pack), so it is encoded at once
-VAD_BATCH_S = 200.0  # seconds of decoded audio whose VAD runs as one batch (many short files cost about one;
-# 224 s of long-form took 0.92 s of CPU per 540 s of audio, 112 s batches 1.27 s)
-VAD_FIRST_BATCH_S = 60.0  # the first batch is smaller, so the encoder starts sooner
+VAD_BATCH_S = 60.0  # seconds of decoded audio whose VAD runs as one batch (many short files cost about one
+# call's ~80 recurrent steps; a long file's chunks go one by one, so the encoder is never far behind the decoder)
 QUEUE_CHUNKS = 2  # analysed chunks the decode/VAD thread may run ahead of the encoder
 ENCODE_THREADS = 2  # flushes encoded at once: the next one's Whisper blocks queue behind this one's in the front
 # end's own pool, so both of its streams stay busy across a flush boundary
@@ -345,25 +345,60 @@ def speculated(chunk: AudioChunk) -> bool:
     return SPECULATE_FIRST_CHUNK and len(chunk.samples) <= SPECULATE_MAX_S * SAMPLE_RATE
 
 
-def first_chunk_audio(path: str, alone: bool) -> np.ndarray | None:
-    """The samples of the span embed_stream encodes first when `path` is its first file (its speculated first
-    chunk), or None: what WhisperFrontend.prefetch may encode before the stream starts. A speculated chunk is
-    at most one block (SPECULATE_MAX_S <= LONG_SPAN_S), so unless `path` is the run's only file it is packed
-    with the next files' spans and a prefetch of it alone would not be used."""
-    chunk = next(iter(iter_chunks(path, CHUNK_S, 2 * CHUNK_PAD_S)), None) if alone else None
-    return chunk.samples if chunk is not None and speculated(chunk) else None
+@dataclass
+class FirstSpans:
+    """Called (by whisper_frontend.FrontendLoad, before the stream starts, while torch is imported): the
+    spans embed_stream hands to the encoder in its first call when `path` is its first file, where that
+    call holds nothing else, or None; WhisperFrontend.prefetch encodes them. frame_s and margin_s: the
+    stream's (the encoder's frame grid and span margin). Two cases:
+    - a speculated first chunk (see speculated) of the run's only file: the whole chunk (of several files
+      it is packed with the next files' spans);
+    - a first chunk whose VAD runs alone (at least VAD_BATCH_S long, or the whole of the only file) and
+      that has an island longer than LONG_SPAN_S (the stream flushes at once): its island spans.
+    The chunk's VAD runs once, here or in the stream, whichever asks first (`regions`)."""
+
+    path: str
+    alone: bool
+    frame_s: float
+    margin_s: float
+    vad: tuple[AudioChunk, list] | None = None  # the first chunk and its VAD regions, once computed
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __call__(self) -> list[np.ndarray] | None:
+        chunk = next(iter(iter_chunks(self.path, CHUNK_S, 2 * CHUNK_PAD_S)), None)
+        if chunk is None:
+            return None
+        if speculated(chunk):
+            return [chunk.samples] if self.alone else None
+        whole_file = self.alone and chunk.end <= chunk.core_end  # the last chunk has no right pad
+        if len(chunk.samples) < VAD_BATCH_S * SAMPLE_RATE and not whole_file:
+            return None
+        w, _ = chunk_windows(chunk, self.frame_s, self.regions(chunk))
+        spans = [s.samples for s in island_spans(0, chunk, w, self.margin_s)]
+        if whole_file or any(len(s) > LONG_SPAN_S * SAMPLE_RATE for s in spans):
+            return spans
+        return None
+
+    def regions(self, chunk: AudioChunk) -> list:
+        """The VAD regions of `chunk` when its VAD runs alone: computed once if it is the first chunk (the
+        same samples), by whichever of the prefetch and the stream asks first; the other waits for them."""
+        with self._lock:
+            vad = self.vad
+            if vad is None or vad[0].start != chunk.start or not np.array_equal(vad[0].samples, chunk.samples):
+                self.vad = vad = (chunk, speech_regions_many([chunk.samples])[0])
+            return vad[1]
 
 
 def _analyse_files(
     files: Iterable[tuple[int, str]], frame_s: float, margin_s: float, out: queue.Queue, stop: threading.Event,
-    speaker_model=None, speculate: bool = False,
+    speaker_model=None, speculate: bool = False, first: FirstSpans | None = None,
 ) -> None:
     """Producer thread: per file, ("start", key), then per chunk ("spans", spans) and ("chunk", ChunkDone, speech_s,
     core_end, Speakers or None: with a speaker model, the speaker embeddings of the core's speech pieces), then
     ("done", key) or ("failed", key, error); finally None. Exceptions other than decode errors are passed on.
-    Chunks are gathered until VAD_BATCH_S (the first time VAD_FIRST_BATCH_S) of audio waits and their VAD runs
-    as one batch (short files). speculate: the first chunk goes out at once as one whole-chunk span, filled in
-    (fill_speculative) when its VAD has run."""
+    Chunks are gathered until VAD_BATCH_S of audio waits and their VAD runs as one batch (short files).
+    speculate: the first chunk goes out at once as one whole-chunk span, filled in (fill_speculative) when
+    its VAD has run. first: a first batch of one chunk gets its regions from first.regions (computed once)."""
 
     def put(x) -> None:
         while not stop.is_set():
@@ -377,7 +412,10 @@ def _analyse_files(
 
     def flush() -> None:
         chunks = [m for m in pending if m[0] == "chunk"]
-        regions = iter(speech_regions_many([m[2].samples for m in chunks]) if chunks else ())
+        if first is not None and len(chunks) == 1:  # the prefetch may have run this VAD already
+            regions = iter([first.regions(chunks[0][2])])
+        else:
+            regions = iter(speech_regions_many([m[2].samples for m in chunks]) if chunks else ())
         staged = []  # every chunk's spans go to the encoder first; speaker embeddings and the rest follow
         for m in pending:
             if m[0] == "start":
@@ -413,7 +451,7 @@ def _analyse_files(
         pending.clear()
 
     try:
-        waiting_s, batch_s = 0.0, VAD_FIRST_BATCH_S
+        waiting_s = 0.0
         for key, path in files:
             pending.append(("start", key))
             try:
@@ -430,9 +468,9 @@ def _analyse_files(
                     speculate = False  # a longer first chunk waits for its VAD like every other chunk
                     pending.append(("chunk", key, chunk, early))
                     waiting_s += len(chunk.samples) / SAMPLE_RATE
-                    if waiting_s >= batch_s:
+                    if waiting_s >= VAD_BATCH_S:
                         flush()
-                        waiting_s, batch_s = 0.0, VAD_BATCH_S
+                        first, waiting_s = None, 0.0
             except AudioDecodeError as e:
                 pending.append(("failed", key, e))
             else:
@@ -444,7 +482,8 @@ def _analyse_files(
 
 
 def embed_stream(
-    files: Iterable[tuple[int, str]], encoder, phone=None, flush_s: float | None = None, pack: bool = True, speaker_model=None
+    files: Iterable[tuple[int, str]], encoder, phone=None, flush_s: float | None = None, pack: bool = True, speaker_model=None,
+    first: FirstSpans | None = None,
 ) -> Iterator:
     """Events for (key, path) pairs, in an order the writer can apply directly (see the module docstring).
 
@@ -452,7 +491,8 @@ def embed_stream(
     drops those (IndexWriter.drop_pending). flush_s: seconds of queued audio that trigger encoding (default
     PACK_FLUSH_S). pack=False encodes every span in blocks of its own (no attention across files) and never
     speculates (a --no-pack or cluster run equals the sequential path). With a speaker model, Speakers events
-    carry the speaker embeddings of each chunk's speech."""
+    carry the speaker embeddings of each chunk's speech. first: the FirstSpans that prefetched the first
+    file's first spans, whose VAD regions the stream reuses."""
     flush_s = PACK_FLUSH_S if flush_s is None else flush_s
     margin = max(SPAN_MARGIN_S, float(encoder.context_s))
     if CHUNK_PAD_S <= MAX_WINDOW_S + margin:
@@ -463,7 +503,7 @@ def embed_stream(
     stop = threading.Event()
     speculate = pack
     worker = threading.Thread(
-        target=_analyse_files, args=(files, frame_s, margin, q, stop, speaker_model, speculate), name="awesearch-analyse", daemon=True
+        target=_analyse_files, args=(files, frame_s, margin, q, stop, speaker_model, speculate, first), name="awesearch-analyse", daemon=True
     )
     worker.start()
     try:

@@ -167,7 +167,7 @@ def index_paths(
     report_progress = progress or (lambda p: None)
     scanned = scan(paths)
     lock_fd = acquire_lock(index_dir)  # before the slow model loading: a second indexer fails at once
-    early = _early_frontend(model, jobs, cluster, threads, device, pack, index_dir, scanned)
+    early, first = _early_frontend(model, jobs, cluster, threads, device, pack, index_dir, scanned)
     try:
         from awesearch.encoder import load_encoder  # imports torch (1.2-1.5 s): the front end loads meanwhile
         from awesearch.phonetic import load_phone_model
@@ -233,7 +233,7 @@ def index_paths(
 
             events = cluster_stream(client, files, source, phone is not None, threads, speaker_model.checksum if speaker_model else "")
         elif jobs == 1:
-            events = embed_stream(files, encoder, phone, pack=pack, speaker_model=speaker_model)
+            events = embed_stream(files, encoder, phone, pack=pack, speaker_model=speaker_model, first=first)
         else:
             events = parallel_stream(files, source, phone is not None, jobs, device, threads, pack, speaker_model is not None)
         for ev in events:
@@ -291,25 +291,36 @@ def index_paths(
 
 def _early_frontend(model: str | None, jobs: int, cluster: str | None, threads: int | None, device: str, pack: bool,
                     index_dir, scanned: list[ScannedFile]):
-    """The default encoder's Whisper front end, loading on a thread from before the torch import (which it
-    then overlaps), or None where this process will not encode with the default model (the default encoder
-    reads Whisper frames; another model may not, and with --jobs or --cluster the workers encode; importing
-    awesearch.encoder to check would import torch first). For a new index (every readable file is to be
-    indexed) of one file it also prefetches the first span the stream will encode (embed.first_chunk_audio),
-    so that the encoder starts before the VAD, which needs torch, is ready."""
+    """(load, first): the default encoder's Whisper front end, loading on a thread from before the torch
+    import (which it then overlaps), or None where this process will not encode with the default model (the
+    default encoder reads Whisper frames; another model may not, and with --jobs or --cluster the workers
+    encode; importing awesearch.encoder to check would import torch first). For a new index (every readable
+    file is to be indexed, in scan order) it also prefetches the spans the stream will encode first: `first`,
+    an embed.FirstSpans on the default encoder's frame grid and span margin, else None."""
     if model is not None or jobs != 1 or cluster is not None:
-        return None
+        return None, None
     from awesearch.whisper_frontend import FRONTEND_THREADS, FrontendLoad, whisper_available
 
-    from .embed import first_chunk_audio
+    from .embed import FirstSpans
 
     if not whisper_available():
-        return None
+        return None, None
     first = None
     readable = [s for s in scanned if not s.error]
-    if pack and len(readable) == 1 and not (Path(index_dir) / MANIFEST_NAME).exists():
-        first = functools.partial(first_chunk_audio, readable[0].path, True)  # of several files it would be packed
-    return FrontendLoad(threads or FRONTEND_THREADS, device, first_audio=first)
+    if pack and readable and not (Path(index_dir) / MANIFEST_NAME).exists():
+        first = FirstSpans(readable[0].path, len(readable) == 1, *default_span_grid())
+    return FrontendLoad(threads or FRONTEND_THREADS, device, first_audio=first), first
+
+
+def default_span_grid() -> tuple[float, float]:
+    """The default encoder's frame grid (seconds per frame: Whisper frames, frame stride 1) and span margin
+    (embed.SPAN_MARGIN_S: its context is shorter), known before torch is imported; a test checks them
+    against the loaded encoder (a mismatch would only waste the prefetch: its spans would not match)."""
+    from awesearch.whisper_frontend import WHISPER_FRAME_RATE
+
+    from .embed import SPAN_MARGIN_S
+
+    return 1.0 / WHISPER_FRAME_RATE, SPAN_MARGIN_S
 
 
 def _speaker_model():

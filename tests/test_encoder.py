@@ -168,3 +168,34 @@ def test_every_shipped_checkpoint_has_a_checksum():
 
     names = {p.name for p in ASSETS.glob("*.pt")}
     assert names <= set(E.shipped_checksums())
+
+
+@shipped
+def test_encoding_threads_share_one_front_end_load(monkeypatch):
+    """The indexer's two encoding threads ask for the Whisper front end at once while a preload (with its
+    prefetch) is still running: both get the preloaded one; none loads a second model."""
+    import threading
+    import time
+
+    import awesearch.whisper_frontend as wf
+
+    built = []
+    monkeypatch.setattr(wf, "WhisperFrontend", lambda **kw: built.append(kw) or object())
+
+    class SlowLoad:  # a FrontendLoad whose prefetch is still encoding
+        threads, device = 2, "cpu"
+
+        def result(self):
+            time.sleep(0.3)
+            return "preloaded"
+
+    encoder = load_encoder(DEFAULT_MODEL)
+    encoder.frontend_threads, encoder.device = 2, "cpu"
+    encoder.preload_frontend(SlowLoad())
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(encoder._frontend())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["preloaded", "preloaded"] and built == []

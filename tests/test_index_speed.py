@@ -142,13 +142,60 @@ def test_a_file_failing_after_its_speculative_chunk_was_encoded_is_skipped(gappy
 
 def test_a_first_chunk_longer_than_one_block_is_not_speculated(gappy, tmp_path, monkeypatch):
     """Only a first chunk of at most SPECULATE_MAX_S is encoded before its VAD (silence in it costs at most one
-    block); a longer one waits for its VAD like every other chunk, and the prefetch leaves it alone too."""
+    block); a longer one waits for its VAD like every other chunk, and the prefetch encodes its islands (what
+    the stream encodes first), not the whole chunk."""
     calls, original = [], embed.fill_speculative
     monkeypatch.setattr(embed, "fill_speculative", lambda *a: calls.append(a) or original(*a))
     monkeypatch.setattr(embed, "SPECULATE_MAX_S", 5.0)  # long.wav's ~25 s chunk is now "long"
     report = index_paths([gappy], tmp_path / "idx", model="random")
     assert report.indexed == 4 and calls == []
-    assert embed.first_chunk_audio(str(gappy / "long.wav"), alone=True) is None
+    first = embed.FirstSpans(str(gappy / "long.wav"), True, 0.02, embed.SPAN_MARGIN_S)
+    spans = first()  # long.wav alone is one chunk, all of the run: its island spans
+    chunk, regions = first.vad
+    w, _ = embed.chunk_windows(chunk, 0.02, regions)
+    assert [len(s) for s in spans] == [len(s.samples) for s in embed.island_spans(0, chunk, w, embed.SPAN_MARGIN_S)]
+    assert len(spans) == 2 and sum(map(len, spans)) < len(chunk.samples) - 15 * SAMPLE_RATE  # the pause is not encoded
+    assert embed.FirstSpans(str(gappy / "long.wav"), False, 0.02, embed.SPAN_MARGIN_S)() is None  # packed with other files
+
+
+@pytest.mark.slow
+def test_prefetched_first_spans_are_used_once_and_change_nothing(gappy, tmp_path, monkeypatch):
+    """A new index with the default model encodes its first spans while torch is imported (FirstSpans +
+    WhisperFrontend.prefetch); the stream takes those frames instead of encoding them again, reuses their VAD,
+    and the index equals one built without the prefetch."""
+    from awesearch.whisper_frontend import WhisperFrontend, whisper_available
+
+    if not whisper_available():
+        pytest.skip("the Whisper front end is not installed")
+    monkeypatch.setattr(embed, "LONG_SPAN_S", 5.0)  # long.wav's ~7 s islands are flushed at once...
+    monkeypatch.setattr(embed, "VAD_BATCH_S", 10.0)  # ...after the VAD of its ~30 s chunk alone...
+    monkeypatch.setattr(embed, "SPECULATE_MAX_S", 5.0)  # ...which is not speculated
+    blocks, vad_s, prefetched = [], [], []
+    real_blocks, real_vad, real_prefetch = WhisperFrontend._encode_blocks, embed.speech_regions_many, WhisperFrontend.prefetch
+    monkeypatch.setattr(WhisperFrontend, "_encode_blocks", lambda self, b: blocks.append(len(b)) or real_blocks(self, b))
+    monkeypatch.setattr(embed, "speech_regions_many", lambda audios: vad_s.extend(len(a) / SAMPLE_RATE for a in audios) or real_vad(audios))
+    monkeypatch.setattr(WhisperFrontend, "prefetch", lambda self, clips: prefetched.append(len(clips)) or real_prefetch(self, clips))
+    files = [gappy / "long.wav", gappy / "s0.wav"]
+    index_paths(files, tmp_path / "prefetch", phonetic=False, speakers=False)
+    assert prefetched == [2]  # long.wav's two islands
+    first = (sum(blocks), sum(vad_s))
+    blocks.clear(), vad_s.clear()
+    monkeypatch.setattr(embed.FirstSpans, "__call__", lambda self: None)
+    index_paths(files, tmp_path / "stream", phonetic=False, speakers=False)
+    assert prefetched == [2] and first == (sum(blocks), sum(vad_s))  # no block encoded, no VAD run, twice
+    a, b = rows_and_vectors(tmp_path / "prefetch"), rows_and_vectors(tmp_path / "stream")
+    assert set(a) == set(b) and len(a) > 50
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_default_span_grid_is_the_default_encoders():
+    """The prefetch cuts spans before the encoder is loaded, on pipeline.default_span_grid(): it must be the
+    default encoder's frame grid and the stream's span margin (else the prefetched spans would never match)."""
+    from awesearch.encoder import load_encoder
+    from indexer.pipeline import default_span_grid
+
+    encoder = load_encoder(None)
+    assert default_span_grid() == (1.0 / encoder.frame_rate, max(embed.SPAN_MARGIN_S, float(encoder.context_s)))
 
 
 def test_speculative_span_keeps_phonetic_codes_inside_islands_only():
