@@ -9,7 +9,8 @@ SKIP_GAP_S between them splits a group), and each island is encoded with SPAN_MA
 both sides. Islands of at most 30 s, from any files, are packed into shared 30 s Whisper blocks by the
 front end (`WhisperFrontend.encode_many`), so a 5 s clip no longer pays a whole block; longer islands are
 cut into overlapping blocks as before. Spans queue until PACK_FLUSH_S of audio is waiting, a span longer than
-LONG_SPAN_S arrives, or the input ends, then all are encoded in one call; a file's events are emitted only
+LONG_SPAN_S arrives, the first VAD batch's spans are all in (so the encoder starts at once), or the input
+ends, then all are encoded in one call; a file's events are emitted only
 after its spans are encoded. A chunk's spans are handed over before its speaker embeddings are computed.
 
 Encoding runs on ENCODE_THREADS threads beside the stream: a flush hands its spans to them and returns, and
@@ -350,11 +351,12 @@ class FirstSpans:
     """Called (by whisper_frontend.FrontendLoad, before the stream starts, while torch is imported): the
     spans embed_stream hands to the encoder in its first call when `path` is its first file, where that
     call holds nothing else, or None; WhisperFrontend.prefetch encodes them. frame_s and margin_s: the
-    stream's (the encoder's frame grid and span margin). Two cases:
+    stream's (the encoder's frame grid and span margin). The stream's first call encodes its first VAD
+    batch's spans (the ("flush",) after it), so:
     - a speculated first chunk (see speculated) of the run's only file: the whole chunk (of several files
-      it is packed with the next files' spans);
-    - a first chunk whose VAD runs alone (at least VAD_BATCH_S long, or the whole of the only file) and
-      that has an island longer than LONG_SPAN_S (the stream flushes at once): its island spans.
+      the first batch holds the next files' spans too);
+    - a first chunk whose VAD runs alone (at least VAD_BATCH_S long, or the whole of the only file): its
+      island spans.
     The chunk's VAD runs once, here or in the stream, whichever asks first (`regions`)."""
 
     path: str
@@ -374,10 +376,7 @@ class FirstSpans:
         if len(chunk.samples) < VAD_BATCH_S * SAMPLE_RATE and not whole_file:
             return None
         w, _ = chunk_windows(chunk, self.frame_s, self.regions(chunk))
-        spans = [s.samples for s in island_spans(0, chunk, w, self.margin_s)]
-        if whole_file or any(len(s) > LONG_SPAN_S * SAMPLE_RATE for s in spans):
-            return spans
-        return None
+        return [s.samples for s in island_spans(0, chunk, w, self.margin_s)] or None
 
     def regions(self, chunk: AudioChunk) -> list:
         """The VAD regions of `chunk` when its VAD runs alone: computed once if it is the first chunk (the
@@ -396,6 +395,7 @@ def _analyse_files(
     """Producer thread: per file, ("start", key), then per chunk ("spans", spans) and ("chunk", ChunkDone, speech_s,
     core_end, Speakers or None: with a speaker model, the speaker embeddings of the core's speech pieces), then
     ("done", key) or ("failed", key, error); finally None. Exceptions other than decode errors are passed on.
+    ("flush",) follows the spans of the first VAD batch.
     Chunks are gathered until VAD_BATCH_S of audio waits and their VAD runs as one batch (short files).
     speculate: the first chunk goes out at once as one whole-chunk span, filled in (fill_speculative) when
     its VAD has run. first: a first batch of one chunk gets its regions from first.regions (computed once)."""
@@ -409,8 +409,10 @@ def _analyse_files(
                 continue
 
     pending: list = []  # messages in order; ("chunk", key, chunk) until its VAD has run
+    first_batch = True
 
     def flush() -> None:
+        nonlocal first_batch
         chunks = [m for m in pending if m[0] == "chunk"]
         if first is not None and len(chunks) == 1:  # the prefetch may have run this VAD already
             regions = iter([first.regions(chunks[0][2])])
@@ -430,6 +432,9 @@ def _analyse_files(
                 else:
                     put(("spans", island_spans(m[1], m[2], w, margin_s)))
                 staged.append((m, (r, w, speech_s)))
+        if first_batch:  # the encoder starts on the first batch's spans at once (FIRST_FLUSH)
+            put(("flush",))
+            first_batch = False
         analysed_chunks = [(m[2], a[0]) for m, a in staged if a is not None]
         spoken = iter(  # the speaker pieces of every chunk, in one batch
             speaker_model.embed_speech_many(
@@ -524,6 +529,8 @@ def embed_stream(
             elif msg[0] == "failed":
                 yield FileFailed(msg[1], msg[2])
                 yield from packer.fail(msg[1])
+            elif msg[0] == "flush":
+                yield from packer.flush()
             elif msg[0] == "spans":
                 packer.items.extend(msg[1])
                 packer.queued_s += sum(len(s.samples) for s in msg[1]) / SAMPLE_RATE

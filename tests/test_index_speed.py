@@ -167,9 +167,8 @@ def test_prefetched_first_spans_are_used_once_and_change_nothing(gappy, tmp_path
 
     if not whisper_available():
         pytest.skip("the Whisper front end is not installed")
-    monkeypatch.setattr(embed, "LONG_SPAN_S", 5.0)  # long.wav's ~7 s islands are flushed at once...
-    monkeypatch.setattr(embed, "VAD_BATCH_S", 10.0)  # ...after the VAD of its ~30 s chunk alone...
-    monkeypatch.setattr(embed, "SPECULATE_MAX_S", 5.0)  # ...which is not speculated
+    monkeypatch.setattr(embed, "VAD_BATCH_S", 10.0)  # long.wav's ~30 s chunk is a VAD batch of its own...
+    monkeypatch.setattr(embed, "SPECULATE_MAX_S", 5.0)  # ...and not speculated: its islands are the first flush
     blocks, vad_s, prefetched = [], [], []
     real_blocks, real_vad, real_prefetch = WhisperFrontend._encode_blocks, embed.speech_regions_many, WhisperFrontend.prefetch
     monkeypatch.setattr(WhisperFrontend, "_encode_blocks", lambda self, b: blocks.append(len(b)) or real_blocks(self, b))
@@ -196,6 +195,25 @@ def test_default_span_grid_is_the_default_encoders():
 
     encoder = load_encoder(None)
     assert default_span_grid() == (1.0 / encoder.frame_rate, max(embed.SPAN_MARGIN_S, float(encoder.context_s)))
+
+
+def test_the_encoder_starts_on_the_first_vad_batch(gappy, tmp_path, monkeypatch):
+    """The first flush holds the spans of the first VAD batch only (the analysis thread's ("flush",)); later
+    spans queue by the PACK_FLUSH_S rule, so the encoder does not wait for 120 s of speech to start."""
+    flushes = []
+    original = embed._Packer.flush
+
+    def spy(self):
+        keys = sorted({s.key for s in self.items if isinstance(s, embed.Span)})
+        if keys:
+            flushes.append(keys)
+        return original(self)
+
+    monkeypatch.setattr(embed._Packer, "flush", spy)
+    monkeypatch.setattr(embed, "SPECULATE_FIRST_CHUNK", False)
+    monkeypatch.setattr(embed, "VAD_BATCH_S", 1.0)  # every chunk is a VAD batch of its own
+    report = index_paths([gappy], tmp_path / "idx", model="random")
+    assert report.indexed == 4 and flushes == [[0], [1, 2, 3]]  # long.wav first, then the rest (< 120 s) at the end
 
 
 def test_speculative_span_keeps_phonetic_codes_inside_islands_only():
