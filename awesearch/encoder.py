@@ -115,7 +115,7 @@ class Encoder:
 
     @torch.inference_mode()
     def encode_many_frames_and_inputs(self, audios: list[np.ndarray]) -> list[tuple[ChunkFrames, torch.Tensor]]:
-        """encode_frames_and_inputs of several spans at once; the Whisper front end packs spans of up to 30 s
+        """encode_frames_and_inputs of several spans at once; the Whisper front end packs spans of up to one block (20 s)
         into shared blocks (awesearch/whisper_frontend.py), which changes their attention context a little."""
         if self.model.dims.frontend == "whisper":
             feats = [torch.from_numpy(f)[None] for f in self._frontend().encode_many([np.asarray(a, dtype=np.float32) for a in audios])]
@@ -145,6 +145,14 @@ class Encoder:
         if self.model.dims.frontend != "whisper" or self._whisper is not None or self._loading is not None:
             return
         self._loading = load or FrontendLoad(self.frontend_threads, self.device)
+
+    @property
+    def frontend_block_s(self) -> float:
+        """Seconds per Whisper block its audio frames are encoded in (0 for the log-mel front end): part of
+        what an index's vectors mean (store.check_encoder_matches)."""
+        from .whisper_frontend import BLOCK_S
+
+        return BLOCK_S if self.model.dims.frontend == "whisper" else 0.0
 
     @property
     def has_phonetic_frontend(self) -> bool:

@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     import faiss
 
 MAGIC = "awesearch-index"
-FORMAT_VERSION = 3  # 2: phonetic frame files (phon-*.awp), files table column phonetic_frames; 3: int8 seg-*.vec, compressed .awp v2
+FORMAT_VERSION = 4  # 2: phonetic frame files (phon-*.awp), files table column phonetic_frames; 3: int8 seg-*.vec, compressed .awp v2; 4: Whisper frames
+# from 20 s blocks (whisper_frontend.BLOCK_S), recorded as frontend_block_s
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "index.lock"
 DEFAULT_INDEX_DIR = ".awesearch"
@@ -100,6 +101,7 @@ class Manifest:
     dim: int
     feature_config: dict
     encoder_source: str  # what to pass to load_encoder to get this encoder back (name or absolute path)
+    frontend_block_s: float = 0.0  # seconds per Whisper front-end block its vectors were encoded in (0: log-mel front end)
     phone_model: str = ""  # the phoneme head that wrote the phon-*.awp files ("" when the index has none)
     phone_checksum: str = ""  # its sha256: the second stage refuses a different head
     segments: list[SegmentInfo] = field(default_factory=list)
@@ -556,6 +558,12 @@ def check_encoder_matches(manifest: Manifest, encoder, directory: Path) -> None:
         and manifest.dim == encoder.dim
         and manifest.feature_config == fc
     )
+    if same and manifest.frontend_block_s != encoder.frontend_block_s:
+        frames = lambda block_s: f"Whisper frames of {block_s:g} s blocks" if block_s else "log-mel frames"  # noqa: E731
+        raise IndexFormatError(
+            f"index {directory} holds vectors of {frames(manifest.frontend_block_s)}, this awesearch encodes "
+            f"{frames(encoder.frontend_block_s)}: re-index into a new --index directory or delete {directory}"
+        )
     if not same:
         raise IndexFormatError(
             f"index {directory} was built with encoder {manifest.encoder_name} ({manifest.encoder_checksum[:12]}), "

@@ -6,7 +6,7 @@ phonetic codes) or `FileFailed`. It runs in the indexing process (`--jobs 1`) or
 
 Only speech is encoded: each chunk's windows are grouped into speech islands (a gap of more than
 SKIP_GAP_S between them splits a group), and each island is encoded with SPAN_MARGIN_S of audio context on
-both sides. Islands of at most 30 s, from any files, are packed into shared 30 s Whisper blocks by the
+both sides. Islands of at most one block (20 s), from any files, are packed into shared Whisper blocks by the
 front end (`WhisperFrontend.encode_many`), so a 5 s clip no longer pays a whole block; longer islands are
 cut into overlapping blocks as before. Spans queue until PACK_FLUSH_S of audio is waiting, a span longer than
 LONG_SPAN_S arrives, the first VAD batch's spans are all in (so the encoder starts at once), or the input
@@ -40,8 +40,8 @@ from awesearch.errors import AudioDecodeError, AwesearchError
 from awesearch.vad import speech_regions_many
 from awesearch.windows import MAX_WINDOW_S, candidate_windows
 
-CHUNK_S = 104.0  # seconds of audio per chunk core: with the pads and margins a chunk of continuous speech is one
-# 108 s span = exactly 4 overlapping 30 s Whisper blocks (30 + 3 x 26 s; a 60 s core took 3 blocks for 60 s)
+CHUNK_S = 112.0  # seconds of audio per chunk core: with the pads and margins a chunk of continuous speech is one
+# 116 s span = exactly 7 overlapping 20 s Whisper blocks (20 + 6 x 16 s; with 30 s blocks: 104 s, 30 + 3 x 26 s)
 CHUNK_PAD_S = 4.0  # seconds each side; must exceed MAX_WINDOW_S + SPAN_MARGIN_S (checked at run time)
 # Chunk starts are multiples of 4 s = 125 VAD frames of 32 ms = a whole number of encoder frames (10, 20 or
 # 40 ms), so every chunk sees the same frame grids as a whole-file pass (and as a query cut from the file).
@@ -56,7 +56,7 @@ PACK_FLUSH_S = 120.0  # seconds of queued span audio that triggers encoding (4 W
 # quality on real speech is measured by benchmarks/pack_quality.py.
 PACK_MEAN_COSINE = 0.93
 PACK_P5_COSINE = 0.78
-LONG_SPAN_S = 30.0  # seconds: a longer span fills Whisper blocks of its own (nothing to pack), so it is encoded at once
+LONG_SPAN_S = 20.0  # seconds: a longer span fills Whisper blocks of its own (nothing to pack), so it is encoded at once
 VAD_BATCH_S = 60.0  # seconds of decoded audio whose VAD runs as one batch (many short files cost about one
 # call's ~80 recurrent steps; a long file's chunks go one by one, so the encoder is never far behind the decoder)
 QUEUE_CHUNKS = 2  # analysed chunks the decode/VAD thread may run ahead of the encoder
@@ -65,7 +65,7 @@ ENCODE_THREADS = 2  # flushes encoded at once: the next one's Whisper blocks que
 MAX_BATCHES = 3  # encoded or encoding flushes held at most (memory: ~10 MB of frames per 120 s flush)
 POLL_S = 0.05  # seconds the stream waits for the analysis thread before finishing batches that are ready
 SPECULATE_FIRST_CHUNK = True  # encode a run's first chunk whole before its VAD (see the module docstring)
-SPECULATE_MAX_S = 30.0  # seconds: only a first chunk this short (one Whisper block) is, so that at most one block
+SPECULATE_MAX_S = 20.0  # seconds: only a first chunk this short (one Whisper block) is, so that at most one block
 # of silence or music is ever encoded for it (a whole 112 s chunk of a half-silent file cost 4 blocks for 3)
 
 

@@ -121,6 +121,7 @@ class IndexWriter:
                     dim=int(encoder.dim),
                     feature_config=asdict(encoder.feature_config),
                     encoder_source=source or encoder.name,
+                    frontend_block_s=encoder.frontend_block_s,
                     phone_model=phone.name if phone is not None else "",
                     phone_checksum=phone.checksum if phone is not None else "",
                     created=now,

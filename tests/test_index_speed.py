@@ -88,6 +88,7 @@ def test_first_chunk_encoded_before_its_vad_gives_the_same_index(gappy, tmp_path
         return original(span, chunk, w, margin_s)
 
     monkeypatch.setattr(embed, "fill_speculative", spy)
+    monkeypatch.setattr(embed, "SPECULATE_MAX_S", 40.0)  # long.wav (~30 s) is one speculated chunk
     first = index_paths([gappy], tmp_path / "speculative", model="random")
     assert whole == [True]  # exactly one speculative span, the whole first chunk
     monkeypatch.setattr(embed, "SPECULATE_FIRST_CHUNK", False)

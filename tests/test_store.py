@@ -18,6 +18,7 @@ from awesearch.store import (
     STATUS_SKIPPED,
     FileRecord,
     IndexStore,
+    check_encoder_matches,
 )
 from indexer.writer import IndexWriter
 
@@ -32,6 +33,7 @@ class FakeEncoder:
     checksum: str = "c0ffee" * 10
     dim: int = DIM
     feature_config: FeatureConfig = field(default_factory=FeatureConfig)
+    frontend_block_s: float = 20.0  # a Whisper front end's
 
 
 def unit_rows(n: int, seed: int) -> np.ndarray:
@@ -172,6 +174,21 @@ def test_refuses_other_encoder(tmp_path):
         with pytest.raises(IndexFormatError, match="re-index"):
             IndexWriter.open(tmp_path, other)
     IndexWriter.open(tmp_path, FakeEncoder()).close()  # the lock was released on every refusal
+
+
+def test_refuses_vectors_of_other_frontend_blocks(tmp_path):
+    """The same checkpoint with Whisper blocks of another length (or the log-mel front end) makes other
+    vectors: the index says which it holds and asks for a re-index, for writing and for searching."""
+    with IndexWriter.open(tmp_path, FakeEncoder()) as w:
+        w.commit([])
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["frontend_block_s"] == 20.0
+    for block_s, says in ((30.0, "Whisper frames of 20 s blocks, this awesearch encodes Whisper frames of 30 s blocks"),
+                          (0.0, "this awesearch encodes log-mel frames")):
+        with pytest.raises(IndexFormatError, match=says + ".*re-index"):
+            IndexWriter.open(tmp_path, FakeEncoder(frontend_block_s=block_s))
+        with pytest.raises(IndexFormatError, match=says):
+            check_encoder_matches(IndexStore.open(tmp_path).manifest, FakeEncoder(frontend_block_s=block_s), tmp_path)
+    IndexWriter.open(tmp_path, FakeEncoder()).close()
 
 
 def test_damaged_or_missing(tmp_path):
