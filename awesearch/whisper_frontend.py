@@ -53,6 +53,10 @@ BLOCK_HOP_FRAMES = BLOCK_FRAMES - 2 * BLOCK_MARGIN_FRAMES  # 800 frames = 16 s b
 BLOCK_HOP_S = BLOCK_HOP_FRAMES / WHISPER_FRAME_RATE
 PACK_GAP_S = 1.0  # seconds of silence between clips packed into one block
 PACK_GAP_SAMPLES = int(PACK_GAP_S * SAMPLE_RATE)
+TAIL_PAD_S = 2.0  # seconds of silence kept after a block's last audio when its input is cut short (a short clip's
+# frames then still see silence after it, as in a padded block; the mel frames are those of the padded block)
+BLOCK_QUANTUM_S = 2.0  # a block's input is a whole multiple of this (a bounded set of shapes: kernels are cached per shape)
+BLOCK_QUANTUM_SAMPLES = int(BLOCK_QUANTUM_S * SAMPLE_RATE)
 BATCH_BLOCKS = 1  # blocks per encoder call on the CPU, one call per thread side by side (see WhisperFrontend): a
 # block's attention matrices (24 MB; 54 MB for 30 s) then fit a glibc thread arena (indexer.pipeline.limit_malloc_arenas)
 GPU_BATCH_BLOCKS = 8  # blocks per encoder call on a CUDA device
@@ -112,14 +116,23 @@ class _Piece:
 
 @dataclass
 class _Block:
-    """One encoder input (BLOCK_S), described by references (its waveform is built only when encoded)."""
+    """One encoder input of at most BLOCK_S, described by references (its waveform is built only when encoded).
+    Its input stops TAIL_PAD_S after its last audio, in BLOCK_QUANTUM_S steps: the encoder's cost grows faster
+    than linearly with its input, and a block that is mostly silence (a short clip, the end of a long one, the
+    last packed block) need not pay for it."""
 
     pieces: list[_Piece] = field(default_factory=list)
     placements: list[_Placement] = field(default_factory=list)
-    used: int = 0  # samples filled so far (packing)
+    used: int = 0  # samples from the block's start to the end of its last audio
+
+    @property
+    def n_samples(self) -> int:
+        """Samples of the encoder input."""
+        quanta = -(-(self.used + int(TAIL_PAD_S * SAMPLE_RATE)) // BLOCK_QUANTUM_SAMPLES)
+        return min(BLOCK_SAMPLES, quanta * BLOCK_QUANTUM_SAMPLES)
 
     def waveform(self, audios: list[np.ndarray]) -> np.ndarray:
-        buf = np.zeros(BLOCK_SAMPLES, dtype=np.float32)
+        buf = np.zeros(self.n_samples, dtype=np.float32)
         for p in self.pieces:
             buf[p.offset : p.offset + p.n] = audios[p.clip][p.src : p.src + p.n]
         return buf
@@ -194,7 +207,10 @@ class WhisperFrontend:
             else:
                 _pack(i, a, packed)
         blocks.extend(packed)
-        batches = [blocks[b0 : b0 + self.batch_blocks] for b0 in range(0, len(blocks), self.batch_blocks)]
+        batches = []  # blocks of one input length per batch (a batch is one tensor)
+        for n in sorted({b.n_samples for b in blocks}, reverse=True):
+            same = [b for b in blocks if b.n_samples == n]
+            batches += [same[b0 : b0 + self.batch_blocks] for b0 in range(0, len(same), self.batch_blocks)]
 
         def encode(batch: list[_Block]) -> None:
             frames = self._encode_blocks([b.waveform(audios) for b in batch])
@@ -214,7 +230,8 @@ class WhisperFrontend:
         return outs
 
     def mel(self, block_audio: np.ndarray) -> np.ndarray:
-        """[BLOCK_SAMPLES] audio -> Whisper log-mel [80, N_MEL_FRAMES] (per-block dynamic-range floor)."""
+        """A block's input (at most BLOCK_SAMPLES, a whole number of encoder frames) -> Whisper log-mel [80,
+        2 * encoder frames] (per-block dynamic-range floor)."""
         return log_mel_block(block_audio, self._mel_filters)
 
     # -- internals --------------------------------------------------------------------------------
@@ -225,7 +242,7 @@ class WhisperFrontend:
         mels = np.ascontiguousarray(np.stack([self.mel(a) for a in block_audios]).astype(np.float32))
         out = self._whisper.model.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)
         arr = np.asarray(out, dtype=np.float32)
-        if arr.shape != (len(block_audios), BLOCK_FRAMES, WHISPER_DIM):
+        if arr.shape != (len(block_audios), mels.shape[2] // 2, WHISPER_DIM):
             raise CheckpointError(f"unexpected Whisper encoder output shape {arr.shape}")
         if self.standardize:
             arr = (arr - self._mean) * self._scale
@@ -238,20 +255,22 @@ _HANN = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as Whisp
 
 
 def log_mel_block(audio: np.ndarray, filters: np.ndarray) -> np.ndarray:
-    """Whisper's log-mel of one block: [<= BLOCK_SAMPLES] audio -> [80, N_MEL_FRAMES], as faster-whisper's
+    """Whisper's log-mel of one block: audio (its length a whole number of mel hops, at most BLOCK_SAMPLES;
+    shorter blocks end in silence) -> [80, len / MEL_HOP] (N_MEL_FRAMES for a whole block), as faster-whisper's
     FeatureExtractor computes it (160 samples of zero padding, centred frames with reflected edges, periodic
     Hann, power spectrum, log10 floored 8 below the block's maximum) but in float32 with scipy's real FFT:
     2.3x faster (20 vs 46 ms a block on this machine), within 1e-5 of it. filters: [201, 80] mel filterbank."""
     import scipy.fft
     from numpy.lib.stride_tricks import sliding_window_view
 
-    x = np.zeros(BLOCK_SAMPLES + MEL_HOP, np.float32)
+    n_frames = len(audio) // MEL_HOP
+    x = np.zeros(len(audio) + MEL_HOP, np.float32)
     x[: len(audio)] = audio
     x = np.pad(x, (N_FFT // 2, N_FFT // 2), mode="reflect")
-    frames = sliding_window_view(x, N_FFT)[::MEL_HOP][: N_MEL_FRAMES + 1]  # [N_MEL_FRAMES + 1, 400]: the floor sees them all
+    frames = sliding_window_view(x, N_FFT)[::MEL_HOP][: n_frames + 1]  # [n_frames + 1, 400]: the floor sees them all
     spec = scipy.fft.rfft(frames * _HANN, axis=-1)
-    log = np.log10(np.maximum((spec.real**2 + spec.imag**2) @ filters, 1e-10)).T  # [80, N_MEL_FRAMES + 1]
-    log = np.maximum(log, log.max() - 8.0)[:, :N_MEL_FRAMES]
+    log = np.log10(np.maximum((spec.real**2 + spec.imag**2) @ filters, 1e-10)).T  # [80, n_frames + 1]
+    log = np.maximum(log, log.max() - 8.0)[:, :n_frames]
     return (log + 4.0) / 4.0
 
 
@@ -314,7 +333,7 @@ def _long_blocks(clip: int, audio: np.ndarray) -> list[_Block]:
         keep_to = total - start if last else BLOCK_FRAMES - BLOCK_MARGIN_FRAMES
         src = start * HOP_SAMPLES
         piece = _Piece(clip, src, min(BLOCK_SAMPLES, len(audio) - src), 0)
-        blocks.append(_Block([piece], [_Placement(clip, keep_from, start + keep_from, keep_to - keep_from)], BLOCK_SAMPLES))
+        blocks.append(_Block([piece], [_Placement(clip, keep_from, start + keep_from, keep_to - keep_from)], piece.n))
         if last:
             return blocks
         k += 1

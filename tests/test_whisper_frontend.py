@@ -121,3 +121,26 @@ def test_block_log_mel_equals_faster_whispers(frontend, speech_clips):
         assert got.shape == want.shape == (80, N_MEL_FRAMES) and got.dtype == np.float32
         np.testing.assert_allclose(got, want, atol=1e-4)
     assert np.abs(frontend.mel(speech_block) - log_mel_block(quiet, frontend._mel_filters)).max() > 0.5  # not a constant
+    one = np.zeros(BLOCK_SAMPLES, np.float32)  # one clip, then silence...
+    one[1000 : 1000 + len(speech_clips[0][0])] = speech_clips[0][0]
+    n = (1000 + len(speech_clips[0][0]) + 32000) // 160 * 160  # ...cut 2 s after it: the whole block's first frames
+    np.testing.assert_allclose(frontend.mel(one[:n]), frontend.mel(one)[:, : n // 160], atol=1e-5)
+    np.testing.assert_allclose(frontend.mel(one[:n]), frontend._features(one[:n])[:, : n // 160], atol=1e-4)
+
+
+def test_block_input_stops_after_its_audio(frontend, speech_clips, monkeypatch):
+    """A block's encoder input ends TAIL_PAD_S after its last audio, in whole BLOCK_QUANTUM_S: a 3 s clip costs a
+    6 s input, not a whole block; its frames stay close to those of the whole zero-padded block."""
+    assert W._Block(used=3 * W.SAMPLE_RATE).n_samples == 6 * W.SAMPLE_RATE  # 3 s + 2 s of silence, in 2 s steps
+    assert W._Block(used=W.BLOCK_SAMPLES - 1).n_samples == W.BLOCK_SAMPLES
+    clip = speech_clips[0][0]
+    inputs, real = [], frontend._encode_blocks
+    monkeypatch.setattr(frontend, "_encode_blocks", lambda blocks: inputs.extend(map(len, blocks)) or real(blocks))
+    cut = frontend.encode(clip)
+    quanta = -(-(len(clip) + int(W.TAIL_PAD_S * W.SAMPLE_RATE)) // W.BLOCK_QUANTUM_SAMPLES)
+    assert inputs == [quanta * W.BLOCK_QUANTUM_SAMPLES] and inputs[0] < W.BLOCK_SAMPLES
+    monkeypatch.setattr(W, "TAIL_PAD_S", W.BLOCK_S)  # the whole block, zero-padded
+    whole = frontend.encode(clip)
+    assert inputs[-1] == W.BLOCK_SAMPLES and cut.shape == whole.shape
+    cos = _cos(cut, whole)
+    assert cos.mean() > 0.98 and np.percentile(cos, 5) > 0.95  # measured 0.996 / 0.984 on 60 real clips

@@ -1,0 +1,95 @@
+"""Search quality with the Whisper front end's blocks of BLOCK_S seconds against Whisper's own 30 s (issue 9).
+
+    nice python benchmarks/block_quality.py --out benchmarks/results/block_quality.json
+
+The same archives are indexed (the default pipeline: islands packed across files) once per block length and
+searched with the same word, phrase and audio queries (threshold 0, cap 50): MAP and MTWV at the calibrated
+default threshold. Archives: ../shared/eval/real (read in place; evaluation only, nothing is tuned on it)
+and a generated long-form archive of held-out espeak-ng voices (bench_archive.synthetic_archive, 3-minute
+files: blocks matter most in long recordings). The block length was chosen on encoder speed alone
+(benchmarks/index_bench.py on espeak-ng speech); this checks that it costs no search quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_archive import build_queries, real_archive, synthetic_archive  # noqa: E402
+from detect_bench import DEFAULT_REAL, metrics, run_awesearch  # noqa: E402
+
+
+def set_block(seconds: float) -> None:
+    """Every block constant of awesearch.whisper_frontend for blocks of `seconds` (margins unchanged)."""
+    import awesearch.whisper_frontend as W
+
+    W.BLOCK_S = seconds
+    W.BLOCK_SAMPLES = int(seconds * W.SAMPLE_RATE)
+    W.BLOCK_FRAMES = int(seconds * W.WHISPER_FRAME_RATE)
+    W.N_MEL_FRAMES = 2 * W.BLOCK_FRAMES
+    W.BLOCK_HOP_FRAMES = W.BLOCK_FRAMES - 2 * W.BLOCK_MARGIN_FRAMES
+    W.BLOCK_HOP_S = W.BLOCK_HOP_FRAMES / W.WHISPER_FRAME_RATE
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import awesearch.whisper_frontend as W
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--blocks", type=float, nargs="+", default=[30.0, W.BLOCK_S], help="block lengths (s) to compare")
+    p.add_argument("--real", type=Path, default=DEFAULT_REAL)
+    p.add_argument("--synthetic-minutes", type=float, default=12.0, help="0 leaves the synthetic archive out")
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "awesearch" / "bench-archive")
+    p.add_argument("--work", type=Path, default=Path.home() / ".cache" / "awesearch" / "block-quality")
+    p.add_argument("--limit", type=int, default=150, help="queries per kind")
+    p.add_argument("--out", type=Path)
+    a = p.parse_args(argv)
+    import torch
+
+    from awesearch.search import DEFAULT_THRESHOLD, SearchEngine
+    from indexer import index_paths
+
+    torch.set_num_threads(1)
+    archives = [real_archive(a.real)]
+    if a.synthetic_minutes > 0:
+        archives.append(synthetic_archive(a.cache, a.synthetic_minutes, 0, 180.0))
+    shipped = W.BLOCK_S
+    report: dict = {"blocks_s": a.blocks, "shipped_block_s": shipped, "archives": {}}
+    try:
+        for archive in archives:
+            queries = build_queries(archive, a.limit)
+            kinds = {k: [q for q in queries if q.kind == k] for k in ("word", "phrase", "audio")}
+            r = report["archives"][archive.name] = {"minutes": archive.seconds / 60, "queries": {k: len(v) for k, v in kinds.items()}}
+            for block in a.blocks:
+                set_block(block)
+                idx = a.work.expanduser() / f"{archive.name}-{block:g}s"
+                shutil.rmtree(idx, ignore_errors=True)
+                t = time.perf_counter()
+                index_paths([str(f) for f in archive.files.values()], idx)
+                run = r[f"{block:g}s"] = {"index_wall_s": time.perf_counter() - t}
+                engine = SearchEngine.open(idx)
+                for kind, q in kinds.items():
+                    dets, _ = run_awesearch(engine, archive, q, 50, 0.0)
+                    m = metrics(archive, q, dets, DEFAULT_THRESHOLD)
+                    run[kind] = {"map": m["map"], "mtwv": m["mtwv"]}
+                print(archive.name, f"{block:g}s", json.dumps(run), flush=True)
+            base, new = r[f"{a.blocks[0]:g}s"], r[f"{a.blocks[-1]:g}s"]
+            r["delta"] = {k: {m: new[k][m] - base[k][m] for m in ("map", "mtwv")} for k in kinds}
+    finally:
+        set_block(shipped)
+    print(json.dumps({n: r["delta"] for n, r in report["archives"].items()}))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
