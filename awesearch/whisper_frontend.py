@@ -7,10 +7,11 @@ embeddings), i.e. one frame per 20 ms (320 samples). Frame ``j`` stands for time
 seconds (the encoder's stride-2 conv is centred on mel frame ``2 j``). Shorter blocks cost less per second
 kept (attention is quadratic and its matrices then stay in cache): the encoder alone on 9 minutes of
 espeak-ng speech, two streams on 2 cores, took 3.6-3.9 s with 20 s blocks against 4.7 s with 30 s ones;
-search quality on the real set and on held-out synthetic long-form speech stayed within 0.01 MTWV (the
-first 20 s of a padded 30 s block and the same audio as a 20 s block: frame cosine 0.99).
+search MAP on the real set and on held-out synthetic long-form speech moved by at most 0.006 (query by
+example on the synthetic archive: +0.024; benchmarks/block_quality.py; the first 20 s of a padded 30 s
+block and the same audio as a 20 s block: frame cosine 0.99).
 
-* Short audio (<= BLOCK_S) is zero-padded after the end, as Whisper was trained.
+* Short audio (<= BLOCK_S) is followed by TAIL_PAD_S of zeros, where the block's input stops (_Block).
 * Long audio is cut into blocks every ``BLOCK_HOP_S`` seconds; each block's first and last
   ``BLOCK_MARGIN_S`` seconds are discarded (except at the file's own start and end), so every
   kept frame has at least that much context on both sides.

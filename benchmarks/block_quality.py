@@ -1,13 +1,14 @@
-"""Search quality with the Whisper front end's blocks of BLOCK_S seconds against Whisper's own 30 s (issue 9).
+"""Search quality with the Whisper front end as shipped (blocks of BLOCK_S seconds, inputs cut TAIL_PAD_S after
+their audio) against Whisper's own whole zero-padded 30 s blocks, the front end before (issue 9).
 
     nice python benchmarks/block_quality.py --out benchmarks/results/block_quality.json
 
-The same archives are indexed (the default pipeline: islands packed across files) once per block length and
+The same archives are indexed (the default pipeline: islands packed across files) once per front end and
 searched with the same word, phrase and audio queries (threshold 0, cap 50): MAP and MTWV at the calibrated
 default threshold. Archives: ../shared/eval/real (read in place; evaluation only, nothing is tuned on it)
 and a generated long-form archive of held-out espeak-ng voices (bench_archive.synthetic_archive, 3-minute
-files: blocks matter most in long recordings). The block length was chosen on encoder speed alone
-(benchmarks/index_bench.py on espeak-ng speech); this checks that it costs no search quality.
+files: blocks matter most in long recordings). Block length and tail were chosen on encoder speed and frame
+agreement alone (espeak-ng speech); this checks that they cost no search quality.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ from bench_archive import build_queries, real_archive, synthetic_archive  # noqa
 from detect_bench import DEFAULT_REAL, metrics, run_awesearch  # noqa: E402
 
 
-def set_block(seconds: float) -> None:
-    """Every block constant of awesearch.whisper_frontend for blocks of `seconds` (margins unchanged)."""
+def set_block(seconds: float, tail_pad_s: float, chunk_s: float) -> None:
+    """Every block constant of awesearch.whisper_frontend for blocks of `seconds` (margins unchanged) whose
+    inputs stop tail_pad_s after their audio (`seconds`: always whole blocks), and indexer.embed's constants
+    that follow the block length (chunk_s: a chunk of speech is a whole number of blocks)."""
     import awesearch.whisper_frontend as W
+    from indexer import embed
 
+    embed.CHUNK_S, embed.LONG_SPAN_S, embed.SPECULATE_MAX_S = chunk_s, seconds, seconds
+    W.TAIL_PAD_S = tail_pad_s
     W.BLOCK_S = seconds
     W.BLOCK_SAMPLES = int(seconds * W.SAMPLE_RATE)
     W.BLOCK_FRAMES = int(seconds * W.WHISPER_FRAME_RATE)
@@ -41,9 +47,9 @@ def set_block(seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     import awesearch.whisper_frontend as W
+    from indexer import embed
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--blocks", type=float, nargs="+", default=[30.0, W.BLOCK_S], help="block lengths (s) to compare")
     p.add_argument("--real", type=Path, default=DEFAULT_REAL)
     p.add_argument("--synthetic-minutes", type=float, default=12.0, help="0 leaves the synthetic archive out")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "awesearch" / "bench-archive")
@@ -60,30 +66,32 @@ def main(argv: list[str] | None = None) -> dict:
     archives = [real_archive(a.real)]
     if a.synthetic_minutes > 0:
         archives.append(synthetic_archive(a.cache, a.synthetic_minutes, 0, 180.0))
-    shipped = W.BLOCK_S
-    report: dict = {"blocks_s": a.blocks, "shipped_block_s": shipped, "archives": {}}
+    shipped = (W.BLOCK_S, W.TAIL_PAD_S, embed.CHUNK_S)
+    variants = {"before (30 s blocks, zero-padded)": (30.0, 30.0, 104.0),
+                f"shipped ({shipped[0]:g} s blocks, cut {shipped[1]:g} s after audio)": shipped}
+    report: dict = {"variants": variants, "archives": {}}
     try:
         for archive in archives:
             queries = build_queries(archive, a.limit)
             kinds = {k: [q for q in queries if q.kind == k] for k in ("word", "phrase", "audio")}
             r = report["archives"][archive.name] = {"minutes": archive.seconds / 60, "queries": {k: len(v) for k, v in kinds.items()}}
-            for block in a.blocks:
-                set_block(block)
-                idx = a.work.expanduser() / f"{archive.name}-{block:g}s"
+            for k, (name, variant) in enumerate(variants.items()):
+                set_block(*variant)
+                idx = a.work.expanduser() / f"{archive.name}-{k}"
                 shutil.rmtree(idx, ignore_errors=True)
                 t = time.perf_counter()
                 index_paths([str(f) for f in archive.files.values()], idx)
-                run = r[f"{block:g}s"] = {"index_wall_s": time.perf_counter() - t}
+                run = r[name] = {"index_wall_s": time.perf_counter() - t}
                 engine = SearchEngine.open(idx)
                 for kind, q in kinds.items():
                     dets, _ = run_awesearch(engine, archive, q, 50, 0.0)
                     m = metrics(archive, q, dets, DEFAULT_THRESHOLD)
                     run[kind] = {"map": m["map"], "mtwv": m["mtwv"]}
-                print(archive.name, f"{block:g}s", json.dumps(run), flush=True)
-            base, new = r[f"{a.blocks[0]:g}s"], r[f"{a.blocks[-1]:g}s"]
+                print(archive.name, name, json.dumps(run), flush=True)
+            base, new = (r[name] for name in variants)
             r["delta"] = {k: {m: new[k][m] - base[k][m] for m in ("map", "mtwv")} for k in kinds}
     finally:
-        set_block(shipped)
+        set_block(*shipped)
     print(json.dumps({n: r["delta"] for n, r in report["archives"].items()}))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

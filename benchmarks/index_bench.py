@@ -6,7 +6,7 @@
    --long-minutes): `python cli.py index` end to end, process start included, against faster-whisper
    tiny.en `BatchedInferencePipeline` (int8, 2 threads, batch 8, beam 1, word timestamps; its own process,
    start included) and against the Whisper encoder alone (`WhisperFrontend.encode` on the decoded audio,
-   model loading excluded, with the indexer's malloc settings).
+   model loading excluded, with the indexer's malloc and BLAS settings).
 2. The real short clips of ../shared/eval/real (166 files; read in place): x real time, against long-form.
 3. A half-silence archive: the long-form recordings with 20 s stretches of faint noise between 20 s of
    speech (50 % speech): x real time per audio hour, against long-form.
@@ -54,8 +54,9 @@ ENCODER_SCRIPT = """
 import sys, time, json
 from awesearch.audio import load_audio
 from awesearch.whisper_frontend import WhisperFrontend
-from indexer.pipeline import limit_malloc_arenas
-limit_malloc_arenas()  # the allocator settings of an indexing process (they speed up the encoder itself)
+from indexer.pipeline import limit_blas_threads, limit_malloc_arenas
+limit_malloc_arenas()  # the allocator and BLAS settings of an indexing process (they speed up the encoder itself)
+limit_blas_threads()
 f = WhisperFrontend()
 audios = [load_audio(p) for p in sys.argv[1:]]
 f.encode(audios[0][:16000])

@@ -2,11 +2,12 @@
 
     nice python benchmarks/pack_quality.py --limit 150 --out benchmarks/results/pack_quality.json
 
-Indexes ../shared/eval/real (read in place; evaluation only, nothing is tuned on it) twice with the default
-encoder: "sequential" (each chunk's speech encoded on its own, no island cutting: the path before issue 9)
-and "packed" (the default: speech islands, packed across files into shared 30 s Whisper blocks). Then the same
-word, phrase and audio queries (threshold 0, cap 50) on both: MAP and MTWV, and the mean cosine between
-the two indexes' vectors of the same windows.
+Indexes ../shared/eval/real (read in place; evaluation only, nothing is tuned on it) three times with the
+default encoder: "sequential" (each chunk's speech encoded on its own, no island cutting: the path before
+issue 9), "packed" (the default: speech islands, packed across files into shared Whisper blocks) and
+"unpacked" (`--no-pack`: speech islands, each in blocks of its own). Then the same word, phrase and audio
+queries (threshold 0, cap 50) on each: MAP and MTWV, and the mean cosine between the sequential and packed
+indexes' vectors of the same windows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from detect_bench import DEFAULT_REAL, metrics, run_awesearch  # noqa: E402
 SEQUENTIAL = {"PACK_FLUSH_S": 0.0, "SKIP_GAP_S": 1e9}  # embed.py constants of the sequential pass
 
 
-def build(archive, out: Path, sequential: bool) -> float:
+def build(archive, out: Path, sequential: bool, pack: bool = True) -> float:
     from indexer import embed, index_paths
 
     saved = {k: getattr(embed, k) for k in SEQUENTIAL}
@@ -40,7 +41,7 @@ def build(archive, out: Path, sequential: bool) -> float:
     try:
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
-        index_paths([str(p) for p in archive.files.values()], out)
+        index_paths([str(p) for p in archive.files.values()], out, pack=pack)
         return time.perf_counter() - t
     finally:
         for k, v in saved.items():
@@ -73,10 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
     qs = build_queries(archive, a.limit)
     kinds = {k: [q for q in qs if q.kind == k] for k in ("word", "phrase", "audio")}
     report: dict = {"archive_minutes": archive.seconds / 60, "queries": {k: len(v) for k, v in kinds.items()}}
-    for name in ("sequential", "packed"):
+    for name in ("sequential", "packed", "unpacked"):
         idx = a.work.expanduser() / name
         reuse = a.reuse_sequential and name == "sequential" and (idx / "manifest.json").exists()
-        wall = float("nan") if reuse else build(archive, idx, name == "sequential")
+        wall = float("nan") if reuse else build(archive, idx, name == "sequential", pack=name != "unpacked")
         engine = SearchEngine.open(idx)
         r = {"index_wall_s": wall, "x_realtime": archive.seconds / wall}
         for kind, q in kinds.items():
@@ -91,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
                          "cosine_mean": float(cos.mean()), "cosine_p1": float(np.percentile(cos, 1))}
     report["delta"] = {k: {m: report["packed"][k].get(m, float("nan")) - report["sequential"][k].get(m, float("nan"))
                            for m in ("map", "mtwv")} for k in kinds}
-    print(json.dumps(report["delta"]), json.dumps(report["windows"]))
+    report["delta_unpacked"] = {k: {m: report["unpacked"][k].get(m, float("nan")) - report["sequential"][k].get(m, float("nan"))
+                                    for m in ("map", "mtwv")} for k in kinds}
+    print(json.dumps(report["delta"]), json.dumps(report["delta_unpacked"]), json.dumps(report["windows"]))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(report, indent=1) + "\n")

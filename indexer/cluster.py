@@ -72,9 +72,10 @@ def _worker_models(model: str | None, phonetic: bool, threads: int | None):
     from awesearch.encoder import load_encoder
     from awesearch.phonetic import load_phone_model
 
-    from .pipeline import limit_malloc_arenas, set_torch_threads
+    from .pipeline import limit_blas_threads, limit_malloc_arenas, set_torch_threads
 
     limit_malloc_arenas()
+    limit_blas_threads()
     set_torch_threads(threads)
     return load_encoder(model), (load_phone_model() if phonetic else None)
 

@@ -60,9 +60,10 @@ def _worker(tasks, results, source: str, phonetic: bool, device: str, threads: i
         from awesearch.phonetic import load_phone_model
 
         from .embed import embed_stream
-        from .pipeline import limit_malloc_arenas
+        from .pipeline import limit_blas_threads, limit_malloc_arenas
 
         limit_malloc_arenas()
+        limit_blas_threads()
         torch.set_num_threads(1)
         encoder = load_encoder(source)
         encoder.device = device

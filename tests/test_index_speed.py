@@ -217,6 +217,26 @@ def test_the_encoder_starts_on_the_first_vad_batch(gappy, tmp_path, monkeypatch)
     assert report.indexed == 4 and flushes == [[0], [1, 2, 3]]  # long.wav first, then the rest (< 120 s) at the end
 
 
+def test_indexing_runs_numpy_blas_on_one_thread_and_restores_it(gappy, tmp_path, monkeypatch):
+    """A second BLAS thread spins on the core the encoder needs (pipeline.BLAS_THREADS): index_paths runs numpy's
+    BLAS on one thread, VAD and mel included, and gives the process its setting back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from indexer import pipeline
+
+    import numpy  # noqa: F401 - its BLAS is loaded (libraries loaded later are not limited)
+
+    # process-wide BLAS pools (numpy's pthreads OpenBLAS); an OpenMP-threaded one (faiss's) is limited per thread
+    loaded = {i["filepath"] for i in threadpool_info() if i["user_api"] == "blas" and i.get("threading_layer") != "openmp"}
+    blas = lambda: {i["num_threads"] for i in threadpool_info() if i["filepath"] in loaded}  # noqa: E731
+    seen, real = [], embed.speech_regions_many
+    monkeypatch.setattr(embed, "speech_regions_many", lambda audios: seen.append(blas()) or real(audios))
+    with threadpool_limits(limits=2, user_api="blas"):
+        index_paths([gappy], tmp_path / "idx", model="random")
+        assert seen and all(s == {pipeline.BLAS_THREADS} for s in seen)
+        assert blas() == {2}
+
+
 def test_speculative_span_keeps_phonetic_codes_inside_islands_only():
     chunk = AudioChunk(start=100.0, samples=np.zeros(40 * SAMPLE_RATE, np.float32), core_start=104.0, core_end=136.0)
     w = np.array([[10.0, 11.0], [2.0, 3.0], [30.0, 31.0]])  # from chunk.start, unsorted
