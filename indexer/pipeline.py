@@ -41,7 +41,7 @@ COMMIT_MAX_FILES = 200  # files per commit at most
 ENCODER_THREADS = 1  # torch threads for the encoder: the second core runs decoding + VAD (see embed.py); more
 # intra-op threads made both stages several times slower on a busy 2-core machine
 BLAS_THREADS = 1  # numpy's BLAS threads while indexing: its products (VAD features, Whisper mel) are small, and a
-# second BLAS thread spins on the core the encoder needs (3 x 3 min: 13.3 -> 10.5 CPU s, 7.6 -> 6.3 s wall)
+# second BLAS thread spins on the core the encoder needs (3 x 3 min: 2-3 of ~14 CPU s, alternating runs)
 TEST_PAUSE_ENV = "AWESEARCH_TEST_PAUSE_S"  # tests only: seconds to sleep after each file and before each publish
 
 
