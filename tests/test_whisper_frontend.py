@@ -144,3 +144,19 @@ def test_block_input_stops_after_its_audio(frontend, speech_clips, monkeypatch):
     assert inputs[-1] == W.BLOCK_SAMPLES and cut.shape == whole.shape
     cos = _cos(cut, whole)
     assert cos.mean() > 0.98 and np.percentile(cos, 5) > 0.95  # measured 0.996 / 0.984 on 60 real clips
+
+
+def test_batched_blocks_of_different_lengths_equal_one_at_a_time(frontend):
+    """Blocks are batched (GPU_BATCH_BLOCKS on a GPU) only with blocks of the same input length (a batch is one
+    tensor): clips whose blocks are cut to different lengths give the frames they give one block at a time."""
+    rng = np.random.default_rng(5)
+    clips = [(0.05 * rng.standard_normal(n)).astype(np.float32) for n in (45 * 16000 + 7, 3 * 16000, 16000, 9 * 16000, 26 * 16000)]
+    batched = W.WhisperFrontend(threads=1)
+    batched.batch_blocks = 4
+    seen, real = [], batched._encode_blocks
+    batched._encode_blocks = lambda blocks: seen.append((len(blocks), {len(b) for b in blocks})) or real(blocks)
+    for a, b in zip(batched.encode_many(clips), frontend.encode_many(clips)):
+        assert a.shape == b.shape
+        assert _cos(a, b).min() > 0.999
+    assert all(len(lengths) == 1 for _, lengths in seen) and len(seen) >= 2  # uniform batches, of several lengths
+    assert max(n for n, _ in seen) > 1  # some batch really held several blocks
