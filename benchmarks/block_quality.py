@@ -24,8 +24,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_archive import build_queries, real_archive, synthetic_archive  # noqa: E402
-from detect_bench import DEFAULT_REAL, metrics, run_awesearch  # noqa: E402
+from bench_archive import real_archive, synthetic_archive  # noqa: E402
+from detect_bench import DEFAULT_REAL  # noqa: E402
+from pack_quality import deltas, query_kinds, search_quality, write_report  # noqa: E402
 
 
 def set_block(seconds: float, tail_pad_s: float, chunk_s: float) -> None:
@@ -59,7 +60,6 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     import torch
 
-    from awesearch.search import DEFAULT_THRESHOLD, SearchEngine
     from indexer import index_paths
 
     torch.set_num_threads(1)
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"variants": variants, "archives": {}}
     try:
         for archive in archives:
-            queries = build_queries(archive, a.limit)
-            kinds = {k: [q for q in queries if q.kind == k] for k in ("word", "phrase", "audio")}
+            kinds = query_kinds(archive, a.limit)
             r = report["archives"][archive.name] = {"minutes": archive.seconds / 60, "queries": {k: len(v) for k, v in kinds.items()}}
             for k, (name, variant) in enumerate(variants.items()):
                 set_block(*variant)
@@ -82,20 +81,15 @@ def main(argv: list[str] | None = None) -> dict:
                 t = time.perf_counter()
                 index_paths([str(f) for f in archive.files.values()], idx)
                 run = r[name] = {"index_wall_s": time.perf_counter() - t}
-                engine = SearchEngine.open(idx)
-                for kind, q in kinds.items():
-                    dets, _ = run_awesearch(engine, archive, q, 50, 0.0)
-                    m = metrics(archive, q, dets, DEFAULT_THRESHOLD)
+                for kind, m in search_quality(idx, archive, kinds).items():
                     run[kind] = {"map": m["map"], "mtwv": m["mtwv"]}
                 print(archive.name, name, json.dumps(run), flush=True)
             base, new = (r[name] for name in variants)
-            r["delta"] = {k: {m: new[k][m] - base[k][m] for m in ("map", "mtwv")} for k in kinds}
+            r["delta"] = deltas(new, base, kinds)
     finally:
         set_block(*shipped)
     print(json.dumps({n: r["delta"] for n, r in report["archives"].items()}))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_report(a.out, report)
     return report
 
 

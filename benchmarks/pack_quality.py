@@ -56,6 +56,39 @@ def vectors(idx: Path) -> dict:
     return {(d.paths[int(f)], round(float(a), 4), round(float(b), 4)): x for f, a, b, x in zip(d.file_ids, d.starts, d.ends, v)}
 
 
+KINDS = ("word", "phrase", "audio")
+
+
+def query_kinds(archive, limit: int | None) -> dict:
+    """bench_archive.build_queries of the archive, by kind."""
+    qs = build_queries(archive, limit)
+    return {k: [q for q in qs if q.kind == k] for k in KINDS}
+
+
+def search_quality(index_dir: Path, archive, kinds: dict) -> dict:
+    """detect_bench.metrics of each kind's queries (threshold 0, cap 50; MTWV and the rest at the calibrated
+    default threshold) on the index."""
+    from awesearch.search import DEFAULT_THRESHOLD, SearchEngine
+
+    engine = SearchEngine.open(index_dir)
+    out = {}
+    for kind, q in kinds.items():
+        dets, _ = run_awesearch(engine, archive, q, 50, 0.0)
+        out[kind] = metrics(archive, q, dets, DEFAULT_THRESHOLD)
+    return out
+
+
+def deltas(new: dict, base: dict, kinds) -> dict:
+    """MAP and MTWV of `new` less those of `base`, per kind."""
+    return {k: {m: new[k].get(m, float("nan")) - base[k].get(m, float("nan")) for m in ("map", "mtwv")} for k in kinds}
+
+
+def write_report(path: Path | None, report: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--real", type=Path, default=DEFAULT_REAL)
@@ -67,22 +100,15 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     import torch
 
-    from awesearch.search import DEFAULT_THRESHOLD, SearchEngine
-
     torch.set_num_threads(1)
     archive = real_archive(a.real, a.limit_files)
-    qs = build_queries(archive, a.limit)
-    kinds = {k: [q for q in qs if q.kind == k] for k in ("word", "phrase", "audio")}
+    kinds = query_kinds(archive, a.limit)
     report: dict = {"archive_minutes": archive.seconds / 60, "queries": {k: len(v) for k, v in kinds.items()}}
     for name in ("sequential", "packed", "unpacked"):
         idx = a.work.expanduser() / name
         reuse = a.reuse_sequential and name == "sequential" and (idx / "manifest.json").exists()
         wall = float("nan") if reuse else build(archive, idx, name == "sequential", pack=name != "unpacked")
-        engine = SearchEngine.open(idx)
-        r = {"index_wall_s": wall, "x_realtime": archive.seconds / wall}
-        for kind, q in kinds.items():
-            dets, _ = run_awesearch(engine, archive, q, 50, 0.0)
-            r[kind] = metrics(archive, q, dets, DEFAULT_THRESHOLD)
+        r = {"index_wall_s": wall, "x_realtime": archive.seconds / wall, **search_quality(idx, archive, kinds)}
         report[name] = r
         print(name, json.dumps(r), flush=True)
     va, vb = vectors(a.work.expanduser() / "sequential"), vectors(a.work.expanduser() / "packed")
@@ -90,14 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
     cos = np.array([float(va[k] @ vb[k] / np.linalg.norm(va[k]) / np.linalg.norm(vb[k])) for k in shared])
     report["windows"] = {"sequential": len(va), "packed": len(vb), "shared": len(shared),
                          "cosine_mean": float(cos.mean()), "cosine_p1": float(np.percentile(cos, 1))}
-    report["delta"] = {k: {m: report["packed"][k].get(m, float("nan")) - report["sequential"][k].get(m, float("nan"))
-                           for m in ("map", "mtwv")} for k in kinds}
-    report["delta_unpacked"] = {k: {m: report["unpacked"][k].get(m, float("nan")) - report["sequential"][k].get(m, float("nan"))
-                                    for m in ("map", "mtwv")} for k in kinds}
+    report["delta"] = deltas(report["packed"], report["sequential"], kinds)
+    report["delta_unpacked"] = deltas(report["unpacked"], report["sequential"], kinds)
     print(json.dumps(report["delta"]), json.dumps(report["delta_unpacked"]), json.dumps(report["windows"]))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_report(a.out, report)
     return report
 
 
