@@ -7,6 +7,14 @@ A logistic model maps the second stage's evidence for one candidate to P(query s
               worst_token     the lowest single-token LLR (a missing phoneme or word boundary)
               llr             the total LLR
               log_tokens      log of the number of target tokens (longer queries accumulate more LLR)
+              rel_cosine      cosine minus the query's background cosine in this archive
+              rel_llr_per_token  llr_per_token minus the query's background llr_per_token
+
+The background of a query is how it scores elsewhere in the archive being searched: the median of its
+candidate regions' evidence (most candidates of a query are not it), shrunk towards a prior fitted with
+the calibration (``background_prior``, weight ``BACKGROUND_PRIOR_REGIONS``), so an archive with few
+candidates borrows the prior. A long name whose true hits sit far above its own background is believed
+even when its absolute per-token evidence is modest on an unfamiliar voice.
 
 The weights of the first four are constrained to be >= 0, so the probability is monotone in every
 score: more evidence never lowers it. One model per query kind ("text": text and fused queries,
@@ -29,10 +37,12 @@ import numpy as np
 from .errors import CheckpointError
 
 MAGIC = "awesearch-calibration"
-VERSION = 1
-FEATURES = ("cosine", "llr_per_token", "worst_token", "llr", "log_tokens")
-MONOTONE = (True, True, True, True, False)  # weight >= 0: the probability never falls as this evidence grows
-DEFAULT_PATH = Path(__file__).parent / "assets" / "calibration-v1.json"
+VERSION = 2  # 2: background-relative features and their priors
+FEATURES = ("cosine", "llr_per_token", "worst_token", "llr", "log_tokens", "rel_cosine", "rel_llr_per_token")
+MONOTONE = (True, True, True, True, False, True, True)  # weight >= 0: the probability never falls as this evidence grows
+BACKGROUND_FEATURES = ("cosine", "llr_per_token")  # the features a background is taken of (rel_* are x - background)
+BACKGROUND_PRIOR_REGIONS = 8.0  # the prior counts as this many candidate regions in the shrunk background
+DEFAULT_PATH = Path(__file__).parent / "assets" / "calibration-v2.json"
 KINDS = ("text", "audio")
 
 
@@ -58,11 +68,31 @@ class Calibration:
     start_offset_s: float = 0.0  # added to the aligned first-phoneme time to get the word's start
     end_offset_s: float = 0.0  # added to the aligned last-phoneme end to get the word's end
     fitted_on: dict = field(default_factory=dict)  # provenance: archive, voices, counts, held-out scores
+    background_prior: dict = field(default_factory=dict)  # kind -> typical background [cosine, llr_per_token]
+    substitution_weight: float = 0.0  # share of the head's confusions in phoneme scores (verify.substitution_matrix)
+
+    def background(self, kind: str, x: np.ndarray) -> np.ndarray:
+        """The query's background [len(BACKGROUND_FEATURES)] from its candidates' features x [n, 5 or more]:
+        the median over candidates, shrunk towards the prior (n regions against BACKGROUND_PRIOR_REGIONS)."""
+        cols = [FEATURES.index(f) for f in BACKGROUND_FEATURES]
+        prior = np.asarray(self.background_prior.get(kind, [0.0] * len(cols)), np.float64)
+        n = len(x)
+        if n == 0:
+            return prior
+        med = np.median(np.asarray(x, np.float64)[:, cols], axis=0)
+        return (n * med + BACKGROUND_PRIOR_REGIONS * prior) / (n + BACKGROUND_PRIOR_REGIONS)
+
+    def with_background(self, kind: str, x: np.ndarray) -> np.ndarray:
+        """Own evidence [n, 5] -> [n, len(FEATURES)]: the rel_* columns appended."""
+        x = np.asarray(x, np.float64)
+        cols = [FEATURES.index(f) for f in BACKGROUND_FEATURES]
+        return np.concatenate([x, x[:, cols] - self.background(kind, x)[None, :]], axis=1)
 
     def save(self, path: Path) -> None:
         d = {"magic": MAGIC, "version": VERSION, "features": list(FEATURES),
              "models": {k: asdict(m) for k, m in self.models.items()},
-             "start_offset_s": self.start_offset_s, "end_offset_s": self.end_offset_s, "fitted_on": self.fitted_on}
+             "start_offset_s": self.start_offset_s, "end_offset_s": self.end_offset_s, "fitted_on": self.fitted_on,
+             "background_prior": self.background_prior, "substitution_weight": self.substitution_weight}
         tmp = Path(path).with_suffix(".tmp")
         tmp.write_text(json.dumps(d, indent=1))
         tmp.replace(path)
@@ -80,7 +110,13 @@ class Calibration:
         models = {k: LogisticCalibrator(**m) for k, m in d["models"].items()}
         if set(models) != set(KINDS):
             raise CheckpointError(f"calibration {path} lacks models for {sorted(set(KINDS) - set(models))}")
-        return cls(models, d["start_offset_s"], d["end_offset_s"], d.get("fitted_on", {}))
+        prior = d.get("background_prior", {})
+        if set(prior) != set(KINDS) or any(len(v) != len(BACKGROUND_FEATURES) for v in prior.values()):
+            raise CheckpointError(f"calibration {path} lacks background priors for {sorted(KINDS)}; reinstall awesearch")
+        weight = d.get("substitution_weight", 0.0)
+        if not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise CheckpointError(f"calibration {path} has substitution weight {weight!r}, not in [0, 1]; reinstall awesearch")
+        return cls(models, d["start_offset_s"], d["end_offset_s"], d.get("fitted_on", {}), prior, float(weight))
 
 
 @lru_cache(maxsize=2)

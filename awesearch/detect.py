@@ -7,7 +7,8 @@ The query engine (awesearch/search.py) calls `Detector.detect` when the index ha
    overlapping windows of one file are merged into regions (verify.merge_windows).
 2. Each region's stored frames (phon-*.awp) are aligned with the query's target ``| w1 | w2 |``; pauses
    between words are blank frames, which the alignment allows anywhere.
-3. The alignment's evidence becomes a probability (calibrate.py); the hit's start and end are the aligned
+3. The alignment's evidence, beside the same evidence relative to the query's background (the median
+   of its candidate regions), becomes a probability (calibrate.py); the hit's start and end are the aligned
    word edges; duplicates are suppressed (NMS) and hits under the threshold dropped.
 When many candidates pass, the pool doubles (up to the whole index), so frequent words are not cut off
 by the candidate budget.
@@ -22,7 +23,7 @@ import numpy as np
 from .calibrate import Calibration
 from .errors import IndexFormatError
 from .phonetic import FRAME_RATE, read_awp
-from .verify import MARGIN_S, Alignment, align, frame_scores, merge_windows, pad_regions
+from .verify import MARGIN_S, Alignment, align, frame_scores, merge_windows, pad_regions, substitution_matrix
 
 POOL_WINDOWS = 300  # first-stage windows per query vector in the first round (~40-60 regions)
 POOL_GROWTH_SHARE = 0.3  # the pool doubles while this share of the regions pass the threshold
@@ -49,14 +50,18 @@ class Candidate:
     start: float  # seconds (word edges from the alignment)
     end: float
     probability: float
-    features: np.ndarray  # calibrate.FEATURES
+    features: np.ndarray  # calibrate.FEATURES (own evidence, then relative to the query's background)
 
 
 class Detector:
-    def __init__(self, table, calibration: Calibration):
+    def __init__(self, table, calibration: Calibration, confusion: np.ndarray | None = None):
         self.table = table  # awesearch.search.WindowTable whose phon_paths name every file's phon-*.awp (or None)
         self.phon_paths = table.phon_paths
         self.calibration = calibration
+        # phoneme substitutions priced by the head's own confusions (calibration.substitution_weight of them)
+        self.substitution = None
+        if confusion is not None and calibration.substitution_weight > 0:
+            self.substitution = substitution_matrix(confusion, calibration.substitution_weight)
 
     def detect(self, plan: QueryPlan, k: int, threshold: float) -> list[Candidate]:
         n = self.table.index.ntotal
@@ -89,7 +94,7 @@ class Detector:
         codes = self._read(regions)
         feats, starts, ends = [], [], []
         for b0 in range(0, len(regions), ALIGN_BATCH):
-            d, lengths = pad_regions([frame_scores(c) for c in codes[b0 : b0 + ALIGN_BATCH]])
+            d, lengths = pad_regions([frame_scores(c, self.substitution) for c in codes[b0 : b0 + ALIGN_BATCH]])
             cos = np.array([r.cosine for r in regions[b0 : b0 + ALIGN_BATCH]])
             group_feats, group_edges = [], []
             for alternatives in plan.targets:
@@ -102,7 +107,8 @@ class Detector:
             feats.append(np.mean(group_feats, axis=0))
             starts.append(np.median([e[0] for e in group_edges], axis=0).astype(np.int64))
             ends.append(np.median([e[1] for e in group_edges], axis=0).astype(np.int64))
-        x = np.concatenate(feats)
+        # the query's background in this archive: how it scores in its other candidate regions
+        x = self.calibration.with_background(plan.kind, np.concatenate(feats))
         p = self.calibration.models[plan.kind].probability(x)
         lo = np.array([r.frame_lo for r in regions])
         start = (lo + np.concatenate(starts)) / FRAME_RATE + self.calibration.start_offset_s
@@ -127,7 +133,7 @@ LLR_FLOOR_PER_TOKEN = -16.0  # nats: a token costs at most about the quantisatio
 
 
 def features(a: Alignment, cosine: np.ndarray) -> np.ndarray:
-    """[B, len(calibrate.FEATURES)] of one alignment (see calibrate.py for their meaning).
+    """[B, 5] own evidence of one alignment (calibrate.FEATURES up to log_tokens) (see calibrate.py for their meaning).
 
     A region too short to hold the target has no alignment (verify.NEG); its evidence is clipped to the
     floor, so it scores like the worst real alignment instead of leaking -1e9 into the calibration."""

@@ -206,8 +206,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_checkpoint(path: Path, magic: str, version: int, what: str) -> dict:
-    """The dict of a torch checkpoint file (weights_only), checked for magic and version; CheckpointError else."""
+def read_checkpoint(path: Path, magic: str, version: int | tuple[int, ...], what: str) -> dict:
+    """The dict of a torch checkpoint file (weights_only), checked for magic and version (one, or a tuple of
+    readable versions); CheckpointError else."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} checkpoint not found: {path}")
@@ -217,8 +218,10 @@ def read_checkpoint(path: Path, magic: str, version: int, what: str) -> dict:
         raise CheckpointError(f"cannot read {what} checkpoint {path}: {e.__class__.__name__}") from e
     if not isinstance(ckpt, dict) or ckpt.get("magic") != magic:
         raise CheckpointError(f"{path} is not an awesearch {what} checkpoint")
-    if ckpt.get("version") != version:
-        raise CheckpointError(f"{path} has {what} checkpoint version {ckpt.get('version')}; this awesearch reads version {version}")
+    versions = version if isinstance(version, tuple) else (version,)
+    if ckpt.get("version") not in versions:
+        raise CheckpointError(f"{path} has {what} checkpoint version {ckpt.get('version')}; this awesearch reads version "
+                              f"{' or '.join(map(str, versions))}")
     return ckpt
 
 

@@ -46,12 +46,14 @@ QUANT_STEP_NATS = 1.0 / 16  # uint8 step of -log p
 MAX_CODE = 128  # codes are clipped here: 8 nats, p < 3.4e-4 (an "impossible" frame; clipping makes codes compressible)
 AWP_BLOCK_FRAMES = 64  # frames per compressed block (1.28 s, about one candidate region): the unit of random access
 CHECKPOINT_MAGIC = "awesearch-phone"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: dims gained more_kernel / dilation_base / dropout (version 1 heads are read too)
+READABLE_CHECKPOINT_VERSIONS = (1, 2)
 AWP_MAGIC = b"AWSPHON\0"
 AWP_VERSION = 2  # 2: clipped codes in zlib blocks with an offset table
 _AWP_HEADER = struct.Struct("<8sHHHHfIII")
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_PHONE_MODEL = "phone-whisper-v1"
+DEFAULT_PHONE_MODEL = "phone-whisper-v2"  # v2: dilated residual layers, trained on real speech too (issue 18)
+RETIRED_PHONE_MODELS = ("phone-whisper-v1",)  # no longer shipped: their indexes get the re-index message
 
 
 @dataclass
@@ -61,6 +63,9 @@ class PhoneHeadDims:
     kernel_size: int = 5  # +-40 ms of neighbours: enough to place boundaries, cheap at indexing
     n_classes: int = N_CLASSES
     layers: int = 1  # conv layers (residual after the first): more context for the phoneme decision
+    more_kernel: int = 5  # kernel of the residual layers (v2 heads: 3, dilated; cost at indexing ~ layers x kernel)
+    dilation_base: int = 1  # residual layer i (from 1) looks dilation_base**i frames apart: context grows cheaply
+    dropout: float = 0.0  # training only: real speech is a few hours, the head must not memorise its speakers
 
 
 class PhoneHead(nn.Module):
@@ -71,16 +76,19 @@ class PhoneHead(nn.Module):
         self.dims = dims
         self.conv = nn.Conv1d(dims.n_input, dims.channels, dims.kernel_size, padding=dims.kernel_size // 2)
         self.more = nn.ModuleList(
-            nn.Conv1d(dims.channels, dims.channels, dims.kernel_size, padding=dims.kernel_size // 2) for _ in range(dims.layers - 1)
+            nn.Conv1d(dims.channels, dims.channels, dims.more_kernel, dilation=dims.dilation_base**i,
+                      padding=(dims.more_kernel // 2) * dims.dilation_base**i)
+            for i in range(1, dims.layers)
         )
+        self.drop = nn.Dropout(dims.dropout)
         self.norm = nn.LayerNorm(dims.channels)
         self.out = nn.Linear(dims.channels, dims.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gelu = torch.nn.functional.gelu
-        h = gelu(self.conv(x.transpose(1, 2)))  # [B, C, T]
+        h = self.drop(gelu(self.conv(x.transpose(1, 2))))  # [B, C, T]
         for conv in self.more:
-            h = h + gelu(conv(h))
+            h = h + self.drop(gelu(conv(h)))
         return torch.log_softmax(self.out(self.norm(h.transpose(1, 2))), dim=-1)
 
 
@@ -91,6 +99,7 @@ class PhoneModel:
     head: PhoneHead
     name: str
     checksum: str
+    confusion: np.ndarray | None = None  # [39, 39] P(head decodes phoneme j | phoneme i was said), v2 heads; None: unknown
 
     @torch.inference_mode()
     def log_posteriors(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -99,24 +108,36 @@ class PhoneModel:
         return self.head(x)[0].numpy()
 
 
-def save_phone_checkpoint(path: Path, head: PhoneHead, name: str, train_info: dict) -> str:
-    """Write a phoneme head checkpoint (fp16 weights) atomically and return its sha256."""
+def save_phone_checkpoint(path: Path, head: PhoneHead, name: str, train_info: dict, confusion: np.ndarray | None = None) -> str:
+    """Write a phoneme head checkpoint (fp16 weights; the head's measured phoneme confusions, when given)
+    atomically and return its sha256."""
     from .encoder import write_checkpoint
 
-    return write_checkpoint(path, head, {"magic": CHECKPOINT_MAGIC, "version": CHECKPOINT_VERSION, "name": name, "train_info": train_info})
+    header = {"magic": CHECKPOINT_MAGIC, "version": CHECKPOINT_VERSION, "name": name, "train_info": train_info}
+    if confusion is not None:
+        confusion = np.asarray(confusion, np.float32)
+        if confusion.shape != (len(PHONEMES), len(PHONEMES)):
+            raise ValueError(f"confusion must be [{len(PHONEMES)}, {len(PHONEMES)}], got {confusion.shape}")
+        header["confusion"] = torch.from_numpy(confusion)
+    return write_checkpoint(path, head, header)
 
 
 def load_phone_checkpoint(path: Path) -> PhoneModel:
     from .encoder import file_sha256, read_checkpoint
 
     path = Path(path)
-    ckpt = read_checkpoint(path, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, "phoneme head")
+    ckpt = read_checkpoint(path, CHECKPOINT_MAGIC, READABLE_CHECKPOINT_VERSIONS, "phoneme head")
     dims = PhoneHeadDims(**ckpt["dims"])
     if dims.n_classes != N_CLASSES:
         raise CheckpointError(f"{path}: {dims.n_classes} classes, this awesearch uses {N_CLASSES}")
     head = PhoneHead(dims)
     head.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
-    return PhoneModel(head.eval(), ckpt["name"], file_sha256(path))
+    confusion = ckpt.get("confusion")
+    if confusion is not None:
+        confusion = confusion.float().numpy()
+        if confusion.shape != (len(PHONEMES), len(PHONEMES)):
+            raise CheckpointError(f"{path}: phoneme confusions of shape {tuple(confusion.shape)}, expected {len(PHONEMES)} x {len(PHONEMES)}")
+    return PhoneModel(head.eval(), ckpt["name"], file_sha256(path), confusion)
 
 
 @lru_cache(maxsize=4)
@@ -177,6 +198,44 @@ def greedy_decode(logp: np.ndarray) -> list[int]:
     keep = np.ones(len(best), bool)
     keep[1:] = best[1:] != best[:-1]
     return [int(c) for c in best[keep] if c != BLANK]
+
+
+EXAMPLE_ALTERNATIVES = 3  # audio examples: besides the best path, this many with one uncertain phoneme swapped
+
+
+def example_targets(logp: np.ndarray, alternatives: int = EXAMPLE_ALTERNATIVES) -> list[list[int]]:
+    """CTC targets "| ... |" heard in an audio example's frames: the best path first, then up to
+    `alternatives` variants, each with one of its least certain phonemes replaced by that stretch's runner-up
+    (an n-best list of one-phoneme edits: a real voice's example is often decoded one phoneme off).
+    Internal word boundaries are kept; repeated or edge ones merge into the outer two. [] if no phoneme."""
+    best = np.argmax(logp, axis=1)
+    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    segments = [(int(best[s]), s, e) for s, e in zip(starts, np.r_[starts[1:], len(best)]) if best[s] != BLANK]
+    target = [BOUNDARY]
+    where: list[tuple[int, int, int]] = []  # (position in target, segment start, end) of each phoneme
+    for c, s, e in segments:
+        if c != BOUNDARY or target[-1] != BOUNDARY:
+            if c != BOUNDARY:
+                where.append((len(target), s, e))
+            target.append(c)
+    if target[-1] != BOUNDARY:
+        target.append(BOUNDARY)
+    if not where:
+        return []
+    p = np.exp(logp)
+    options = []
+    for pos, s, e in where:
+        mean = p[s:e].mean(axis=0)
+        conf = float(mean[target[pos]])
+        mean[[BLANK, BOUNDARY, target[pos]]] = -1.0
+        options.append((conf, pos, int(np.argmax(mean))))
+    out = [target]
+    for _, pos, alt in sorted(options)[:alternatives]:
+        variant = list(target)
+        variant[pos] = alt
+        if variant not in out:
+            out.append(variant)
+    return out
 
 
 # -- quantisation and .awp files ------------------------------------------------------------------

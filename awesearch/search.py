@@ -257,7 +257,7 @@ class SearchEngine:
         if phone is not None and calibration is not None and table.phon_paths is not None:
             from awesearch.detect import Detector
 
-            self.detector = Detector(table, calibration)
+            self.detector = Detector(table, calibration, getattr(phone, "confusion", None))
 
     @classmethod
     def open(cls, index_dir: str | Path) -> "SearchEngine":
@@ -306,8 +306,9 @@ class SearchEngine:
         """Embed the span start..end of a file as one window, with encoder context either side."""
         return self._embed_example(AudioSpan(path, start, end), decode=False)[0]
 
-    def _embed_example(self, span: AudioSpan, decode: bool) -> tuple[np.ndarray, list[int] | None]:
-        """(window vector, CTC target decoded by the phoneme head or None) of one audio example.
+    def _embed_example(self, span: AudioSpan, decode: bool) -> tuple[np.ndarray, list[list[int]] | None]:
+        """(window vector, CTC targets heard by the phoneme head: best path first, then one-phoneme variants;
+        or None) of one audio example.
 
         Without start/end the file is a short clip (at most MAX_WHOLE_FILE_S) and the span is its speech:
         from the start of the first to the end of the last VAD region, as the indexer's windows are cut.
@@ -337,21 +338,14 @@ class SearchEngine:
         vector = self.encoder.pool_windows(frames, window)[0]
         if not decode or self.phone is None:
             return vector, None
-        from awesearch.phonetic import BOUNDARY, FRAME_RATE, greedy_decode
+        from awesearch.phonetic import FRAME_RATE, example_targets
 
         logp = self.phone.log_posteriors(inputs[0])
         f_lo, f_hi = int(window[0, 0] * FRAME_RATE), int(math.ceil(window[0, 1] * FRAME_RATE))
-        ids = greedy_decode(logp[f_lo:f_hi])
-        phonemes = [c for c in ids if c != BOUNDARY]
-        if not phonemes:
+        targets = example_targets(logp[f_lo:f_hi])
+        if not targets:
             raise QueryError(f"audio query {what}: the phoneme recogniser heard no speech sounds in it; choose a clearer example")
-        target = [BOUNDARY]
-        for c in ids:  # internal word boundaries are kept, repeated or edge ones merged into the outer two
-            if c != BOUNDARY or target[-1] != BOUNDARY:
-                target.append(c)
-        if target[-1] != BOUNDARY:
-            target.append(BOUNDARY)
-        return vector, target
+        return vector, targets
 
     @staticmethod
     def _speech_span(path: Path) -> tuple[float, float]:
@@ -471,7 +465,7 @@ class SearchEngine:
                 rare = self.encoder.embed_phonemes([first[i]])[0]
         embedded = [self._embed_example(e, decode=text is None) for e in examples]
         if text is None:
-            targets = [[t] for _, t in embedded]
+            targets = [t for _, t in embedded]  # one group per example: its n-best targets
         query = np.mean(np.stack(vectors + [v for v, _ in embedded]), axis=0).astype(np.float32)
         plan_vectors, widen = [query], [(0.0, 0.0)]
         if text is not None and len(words) > 1:

@@ -515,7 +515,7 @@ def _locked_writer(index_dir: Path):
     """An IndexWriter on the committed manifest without loading the encoder (voices need no encoder)."""
     import os
 
-    from indexer.writer import IndexWriter, acquire_lock
+    from awesearch.indexer.writer import IndexWriter, acquire_lock
 
     from .store import MANIFEST_NAME, IndexStore
 

@@ -531,8 +531,13 @@ def open_for_search(index_dir: str | os.PathLike):
     check_encoder_matches(m, encoder, Path(index_dir))
     phone = None
     if m.phone_model:
-        from .phonetic import load_phone_model
+        from .phonetic import RETIRED_PHONE_MODELS, load_phone_model
 
+        if m.phone_model in RETIRED_PHONE_MODELS:
+            raise IndexFormatError(
+                f"index {index_dir} was built with phoneme head {m.phone_model}, which this awesearch no longer ships: "
+                f"re-index into a new --index directory or delete {index_dir}"
+            )
         phone = load_phone_model(m.phone_model)
         check_phone_matches(m, phone, Path(index_dir))
     if m.approx:

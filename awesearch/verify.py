@@ -42,10 +42,28 @@ class Alignment:
     n_tokens: int  # target tokens (phonemes + boundaries)
 
 
-def frame_scores(codes_or_logp: np.ndarray) -> np.ndarray:
-    """uint8 codes or float log-posteriors [..., T, C] -> d = logp - max over classes (float32, <= 0)."""
+def frame_scores(codes_or_logp: np.ndarray, substitution: np.ndarray | None = None) -> np.ndarray:
+    """uint8 codes or float log-posteriors [..., T, C] -> d = logp - max over classes (float32, <= 0).
+
+    With a substitution matrix S [C, C] (substitution_matrix), a class is scored by the posterior mass of
+    the classes the head confuses it with, log sum_c' S[c, c'] p(c'), instead of its own posterior: a
+    phoneme the head often hears as a neighbour (IH as EH) costs little where the neighbour was decoded, a
+    distant one (IH as K) still costs what it did."""
     logp = dequantize(codes_or_logp) if codes_or_logp.dtype == np.uint8 else np.asarray(codes_or_logp, np.float32)
+    if substitution is not None:
+        logp = np.log(np.maximum(np.exp(logp) @ substitution.T.astype(np.float32), 1e-12))
     return logp - logp.max(axis=-1, keepdims=True)
+
+
+def substitution_matrix(confusion: np.ndarray, weight: float) -> np.ndarray:
+    """[N_CLASSES, N_CLASSES]: identity for blank and boundary; for phonemes (1 - weight) I + weight C, where
+    C[i, j] = P(head decodes phoneme j | phoneme i said) (phonetic.PhoneModel.confusion)."""
+    from .phonetic import N_CLASSES
+
+    s = np.eye(N_CLASSES, dtype=np.float32)
+    n = confusion.shape[0]
+    s[1 : n + 1, 1 : n + 1] = (1.0 - weight) * np.eye(n) + weight * np.asarray(confusion, np.float32)
+    return s
 
 
 def _expand(target: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ def set_block(seconds: float, tail_pad_s: float, chunk_s: float) -> None:
     inputs stop tail_pad_s after their audio (`seconds`: always whole blocks), and indexer.embed's constants
     that follow the block length (chunk_s: a chunk of speech is a whole number of blocks)."""
     import awesearch.whisper_frontend as W
-    from indexer import embed
+    from awesearch.indexer import embed
 
     embed.CHUNK_S, embed.LONG_SPAN_S, embed.SPECULATE_MAX_S = chunk_s, seconds, seconds
     W.TAIL_PAD_S = tail_pad_s
@@ -48,7 +48,7 @@ def set_block(seconds: float, tail_pad_s: float, chunk_s: float) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     import awesearch.whisper_frontend as W
-    from indexer import embed
+    from awesearch.indexer import embed
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--real", type=Path, default=DEFAULT_REAL)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     import torch
 
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     torch.set_num_threads(1)
     archives = [real_archive(a.real)]

@@ -54,7 +54,7 @@ ENCODER_SCRIPT = """
 import sys, time, json
 from awesearch.audio import load_audio
 from awesearch.whisper_frontend import WhisperFrontend
-from indexer.pipeline import limit_blas_threads, limit_malloc_arenas
+from awesearch.indexer.pipeline import limit_blas_threads, limit_malloc_arenas
 limit_malloc_arenas()  # the allocator and BLAS settings of an indexing process (they speed up the encoder itself)
 limit_blas_threads()
 f = WhisperFrontend()

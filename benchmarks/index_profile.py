@@ -87,8 +87,8 @@ def instrument() -> None:
     import awesearch.audio as audio
     import awesearch.encoder as encoder
     import awesearch.whisper_frontend as wf
-    import indexer.embed as embed
-    import indexer.writer as writer
+    import awesearch.indexer.embed as embed
+    import awesearch.indexer.writer as writer
     from awesearch.model import AudioTower
 
     audio.iter_blocks = _timed_iter("decode", audio.iter_blocks)
@@ -123,7 +123,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     instrument()
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     index_dir = args.index or Path(tempfile.mkdtemp(prefix="awesearch-profile-")) / "idx"
     shutil.rmtree(index_dir, ignore_errors=True)

@@ -102,7 +102,7 @@ def main() -> None:
     index_dir = work / "index"
     shutil.rmtree(index_dir, ignore_errors=True)
 
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
     from awesearch.store import IndexStore
 
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -32,7 +32,7 @@ SEQUENTIAL = {"PACK_FLUSH_S": 0.0, "SKIP_GAP_S": 1e9}  # embed.py constants of t
 
 
 def build(archive, out: Path, sequential: bool, pack: bool = True) -> float:
-    from indexer import embed, index_paths
+    from awesearch.indexer import embed, index_paths
 
     saved = {k: getattr(embed, k) for k in SEQUENTIAL}
     if sequential:

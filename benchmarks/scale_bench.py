@@ -48,7 +48,7 @@ def base_index(tmp: Path) -> tuple[np.ndarray, float, str]:
     """(base window vectors, windows per audio second, encoder source) from the example archive."""
     from awesearch.example import write_example
     from awesearch.store import IndexStore
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     write_example(tmp / "archive")
     report = index_paths([tmp / "archive"], tmp / "base-index")
@@ -92,7 +92,7 @@ def replicate(src: Path, dst: Path, factor: int, encoder, seed: int = 0) -> dict
 
     from awesearch import approx
     from awesearch.store import STATUS_INDEXED, FileRecord, IndexStore
-    from indexer.writer import IndexWriter
+    from awesearch.indexer.writer import IndexWriter
 
     rng = np.random.default_rng(seed)
     store = IndexStore.open(src)
@@ -334,7 +334,7 @@ def main() -> None:
 
     from awesearch import approx
     from awesearch.encoder import load_encoder
-    from indexer.writer import IndexWriter
+    from awesearch.indexer.writer import IndexWriter
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)

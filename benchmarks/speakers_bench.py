@@ -224,7 +224,7 @@ def clustering(data, label_of: dict[str, str]) -> dict:
 def index_timed(paths: list[str], index_dir: Path, speakers: bool) -> tuple[float, float, float, int]:
     """(wall seconds, CPU seconds of all threads, audio seconds, speaker-table bytes) of indexing paths into a
     fresh index_dir."""
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     shutil.rmtree(index_dir, ignore_errors=True)
     t, cpu = time.monotonic(), time.process_time()
@@ -313,7 +313,7 @@ def main() -> None:
     from awesearch.speaker_index import load_speaker_data
     from awesearch.speakers import load_speaker_model
     from awesearch.store import IndexStore
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     archive = real_archive(args.real)
     work = args.work or Path(tempfile.mkdtemp(prefix="awe-speakers-"))

@@ -54,7 +54,7 @@ Det = tuple[str, float, float, float]  # (file id, start, end, score)
 def _index_child(files: list[str], index_dir: str, model: str | None) -> dict:
     """Runs in a fresh process so that peak RSS is the indexer's own."""
     from awesearch.store import IndexStore
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     report = index_paths(files, index_dir, model=model)
     stats = IndexStore.open(index_dir).stats()

@@ -52,7 +52,7 @@ GRIDS = {  # name -> WindowGrid keyword arguments ("today": the grid before issu
 def _index_child(files: list[str], out: str, grid: dict) -> dict:
     import awesearch.windows as windows
     from awesearch.store import IndexStore
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     windows.GRID = windows.WindowGrid(**grid)  # this child process only: what the indexer enumerates
     r = index_paths(files, out)

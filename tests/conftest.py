@@ -48,7 +48,7 @@ def web_archive(tmp_path_factory, speech_clips):
     Matroska, a container browsers do not take as audio), and junk.wav (skipped); random encoder."""
     import shutil
 
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     root = tmp_path_factory.mktemp("web")
     files = root / "audio"

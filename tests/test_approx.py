@@ -10,7 +10,7 @@ import pytest
 from awesearch import approx
 from awesearch.errors import IndexDamagedError
 from awesearch.store import IndexStore
-from indexer.writer import IndexWriter
+from awesearch.indexer.writer import IndexWriter
 from test_store import FakeEncoder, record
 
 DIM = 8  # test_store.FakeEncoder's dimension

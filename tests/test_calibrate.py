@@ -42,13 +42,19 @@ def test_fitted_probabilities_are_calibrated_on_their_own_data():
 
 def test_calibration_round_trips_and_refuses_other_files(tmp_path):
     x, y = toy()
-    cal = Calibration({"text": fit_logistic(x, y), "audio": fit_logistic(x, ~y)}, 0.01, -0.02, {"test": 1})
+    cal = Calibration({"text": fit_logistic(x, y), "audio": fit_logistic(x, ~y)}, 0.01, -0.02, {"test": 1},
+                      {"text": [0.5, -3.0], "audio": [0.4, -4.0]})
     path = tmp_path / "cal.json"
     cal.save(path)
     back = Calibration.load(path)
     assert back.start_offset_s == 0.01 and back.end_offset_s == -0.02
     assert np.allclose(back.models["text"].probability(x), cal.models["text"].probability(x))
+    assert back.background_prior == cal.background_prior
     d = json.loads(path.read_text())
+    del d["background_prior"]
+    path.write_text(json.dumps(d))
+    with pytest.raises(CheckpointError, match="background priors"):
+        Calibration.load(path)
     d["version"] = 99
     path.write_text(json.dumps(d))
     with pytest.raises(CheckpointError, match="version"):
@@ -62,3 +68,42 @@ def test_the_shipped_calibration_loads():
     cal = load_calibration()
     assert set(cal.models) == {"text", "audio"} and DEFAULT_PATH.is_file()
     assert abs(cal.start_offset_s) < 0.2 and abs(cal.end_offset_s) < 0.2
+
+
+def test_background_is_the_shrunk_median_of_the_querys_candidates():
+    cal = Calibration({}, background_prior={"text": [0.5, -4.0], "audio": [0.5, -4.0]})
+    own = np.zeros((24, 5))
+    own[:, 0] = 0.7
+    own[:, 1] = np.linspace(-6, -1, 24)
+    bg = cal.background("text", own)
+    med = np.median(own[:, 1])
+    assert np.allclose(bg, [(24 * 0.7 + 8 * 0.5) / 32, (24 * med + 8 * -4.0) / 32])
+    assert np.allclose(cal.background("text", own[:0]), [0.5, -4.0])  # no candidates: the prior
+    full = cal.with_background("text", own)
+    assert full.shape == (24, len(FEATURES))
+    assert np.allclose(full[:, FEATURES.index("rel_llr_per_token")], own[:, 1] - bg[1])
+
+
+def test_probabilities_stay_in_0_1_and_monotone_in_a_candidates_own_evidence():
+    """With the background columns, more own evidence (per-token LLR, cosine) never lowers a probability,
+    and a candidate far above its query's background is believed more than the same evidence amid equals."""
+    x, y = toy(4000)
+    model = fit_logistic(x, y)
+    cal = Calibration({"text": model, "audio": model}, background_prior={"text": [0.0, 0.0], "audio": [0.0, 0.0]})
+    rng = np.random.default_rng(1)
+    own = rng.normal(size=(30, 5))
+    for col in (0, 1, 2, 3):
+        probs = []
+        for v in np.linspace(-4, 4, 25):
+            o = own.copy()
+            o[0, col] = v
+            probs.append(model.probability(cal.with_background("text", o))[0])
+        probs = np.array(probs)
+        assert probs.min() >= 0 and probs.max() <= 1 and np.all(np.diff(probs) >= -1e-12)
+    alone = own.copy()
+    alone[0, 1] = 3.0
+    crowd = alone.copy()
+    crowd[:, 1] = 3.0  # every candidate scores like the first one: nothing stands out
+    p_alone = model.probability(cal.with_background("text", alone))[0]
+    p_crowd = model.probability(cal.with_background("text", crowd))[0]
+    assert p_alone >= p_crowd

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from cli import app
+from awesearch.cli import app
 
 runner = CliRunner()
 
@@ -70,7 +70,7 @@ def test_nothing_indexable_exits_1(tmp_path):
 
 
 def test_library_errors_are_one_line(corpus, tmp_path):
-    from indexer.writer import IndexWriter
+    from awesearch.indexer.writer import IndexWriter
     from awesearch.encoder import load_encoder
 
     idx = tmp_path / "idx"

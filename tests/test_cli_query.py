@@ -16,7 +16,7 @@ from helpers import resample, write_audio
 from typer.testing import CliRunner
 
 from awesearch.windows import MAX_GAP_S
-from cli import app
+from awesearch.cli import app
 
 runner = CliRunner()
 TOLERANCE_S = MAX_GAP_S / 2 + 1e-6  # seconds: first-stage hits are windows, within half a grid step of a short word's edges
@@ -97,7 +97,7 @@ def test_bad_queries_file_names_the_line(tmp_path):
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, speech_clips):
     """(archive dir, index dir, {file name: words}) with one 16 kHz wav and one 44.1 kHz stereo flac."""
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     root = tmp_path_factory.mktemp("archive")
     files = root / "audio"
@@ -299,7 +299,7 @@ def test_demo_archive_indexes_and_finds_prince_by_example(tmp_path):
     import soundfile as sf
 
     from awesearch.example import RECORDINGS, write_example
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     spoken = write_example(tmp_path / "demo")
     assert {p.suffix for p in (tmp_path / "demo").iterdir()} == {".wav", ".flac", ".mp3", ".tsv"}

@@ -8,12 +8,12 @@ import pytest
 from awesearch.errors import AwesearchError
 from awesearch.store import IndexStore
 from helpers import speech, write_audio
-from indexer import index_paths
+from awesearch.indexer import index_paths
 from test_indexer import assert_same_index
 
 
 def _encoders_loaded() -> int:
-    from indexer.cluster import _worker_models
+    from awesearch.indexer.cluster import _worker_models
 
     return _worker_models.cache_info().currsize
 
@@ -59,7 +59,7 @@ def test_two_worker_cluster_equals_local_run(tmp_path):
 
 def test_unreachable_scheduler_is_one_line(corpus, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
-    from indexer import cluster
+    from awesearch.indexer import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
     with pytest.raises(AwesearchError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):

@@ -12,7 +12,7 @@ import pytest
 from awesearch.audio import SAMPLE_RATE, AudioChunk
 from awesearch.errors import AwesearchError
 from helpers import speech, write_audio
-from indexer import embed, index_paths, workers
+from awesearch.indexer import embed, index_paths, workers
 from test_indexer import rows_and_vectors
 
 
@@ -192,7 +192,7 @@ def test_default_span_grid_is_the_default_encoders():
     """The prefetch cuts spans before the encoder is loaded, on pipeline.default_span_grid(): it must be the
     default encoder's frame grid and the stream's span margin (else the prefetched spans would never match)."""
     from awesearch.encoder import load_encoder
-    from indexer.pipeline import default_span_grid
+    from awesearch.indexer.pipeline import default_span_grid
 
     encoder = load_encoder(None)
     assert default_span_grid() == (1.0 / encoder.frame_rate, max(embed.SPAN_MARGIN_S, float(encoder.context_s)))
@@ -222,7 +222,7 @@ def test_indexing_runs_numpy_blas_on_one_thread_and_restores_it(gappy, tmp_path,
     BLAS on one thread, VAD and mel included, and gives the process its setting back afterwards."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from indexer import pipeline
+    from awesearch.indexer import pipeline
 
     import numpy  # noqa: F401 - its BLAS is loaded (libraries loaded later are not limited)
 
@@ -279,7 +279,7 @@ def test_device_auto_is_cpu_without_a_gpu_and_cuda_is_refused(monkeypatch, corpu
 def test_cli_cuda_without_gpu_is_one_line(monkeypatch, corpus, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from awesearch.cli import app
 
     monkeypatch.setattr(workers, "cuda_devices", lambda: 0)
     result = CliRunner().invoke(app, ["index", str(corpus), "--index", str(tmp_path / "idx"), "--model", "random", "--device", "cuda", "-q"])
@@ -324,7 +324,7 @@ def test_batched_vad_of_many_clips_equals_each_clip_alone(speech_clips):
 def test_index_help_lists_the_speed_options():
     from typer.testing import CliRunner
 
-    from cli import app
+    from awesearch.cli import app
 
     out = CliRunner().invoke(app, ["index", "--help"], env={"COLUMNS": "200"}).output
     for word in ("--jobs", "--device", "--no-pack", "auto"):

@@ -15,8 +15,8 @@ import pytest
 from awesearch.errors import AwesearchError, IndexFormatError
 from awesearch.store import STATUS_INDEXED, STATUS_SKIPPED, IndexStore
 from helpers import noise, tone, truncate, write_audio
-from indexer import index_paths
-from indexer import embed, pipeline
+from awesearch.indexer import index_paths
+from awesearch.indexer import embed, pipeline
 from awesearch.windows import MIN_WINDOW_S
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,7 +177,7 @@ def test_other_encoder_is_refused(corpus, tmp_path):
 KILL_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[3])
-from indexer import index_paths
+from awesearch.indexer import index_paths
 index_paths([sys.argv[1]], sys.argv[2], model="random", commit_interval_s=0.0)
 """
 

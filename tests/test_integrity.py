@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from awesearch import store as store_module
 from awesearch.errors import IndexDamagedError, IndexWriteError
 from awesearch.store import MANIFEST_NAME, STATUS_INDEXED, STATUS_SKIPPED, IndexStore
-from cli import app
+from awesearch.cli import app
 from helpers import truncate
-from indexer import index_paths
+from awesearch.indexer import index_paths
 from test_indexer import assert_same_index
 
 runner = CliRunner()
@@ -186,7 +186,7 @@ def test_full_tmpfs_ends_in_one_line_and_keeps_the_index(corpus, tmp_path):
 
 
 def test_index_written_before_checksums_opens_and_gains_them(indexed):
-    from indexer.writer import IndexWriter
+    from awesearch.indexer.writer import IndexWriter
 
     path = indexed / MANIFEST_NAME
     m = json.loads(path.read_text())

@@ -133,3 +133,48 @@ def test_phone_checkpoint_refuses_other_files(tmp_path):
         load_phone_checkpoint(bad)
     with pytest.raises(CheckpointError, match="not found"):
         load_phone_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_dilated_v2_head_round_trips_and_a_version_1_head_still_loads(tmp_path):
+    from awesearch.phonetic import CHECKPOINT_VERSION
+
+    torch.manual_seed(0)
+    dims = PhoneHeadDims(channels=16, layers=3, more_kernel=3, dilation_base=2, dropout=0.1)
+    head = PhoneHead(dims).eval()
+    path = tmp_path / "phone-v2.pt"
+    save_phone_checkpoint(path, head, "phone-v2", {"seed": 0})
+    assert torch.load(path, weights_only=True)["version"] == CHECKPOINT_VERSION == 2
+    model = load_phone_checkpoint(path)
+    assert model.head.dims == dims and [c.dilation for c in model.head.more] == [(2,), (4,)]
+    x = torch.randn(1, 40, 384)
+    with torch.no_grad():
+        assert torch.allclose(model.head(x), head.half().float()(x), atol=1e-4)
+    # a version 1 checkpoint (no v2 dims fields) is still read, as a plain head
+    v1 = torch.load(path, weights_only=True)
+    one = PhoneHead(PhoneHeadDims(channels=16))
+    v1.update(version=1, dims={k: v for k, v in v1["dims"].items() if k not in ("more_kernel", "dilation_base", "dropout")} | {"layers": 1},
+              state_dict={k: v.half() for k, v in one.state_dict().items()})
+    torch.save(v1, tmp_path / "v1.pt")
+    assert load_phone_checkpoint(tmp_path / "v1.pt").head.dims.layers == 1
+    v1["version"] = 3
+    torch.save(v1, tmp_path / "v3.pt")
+    with pytest.raises(CheckpointError, match="version 3; this awesearch reads version 1 or 2"):
+        load_phone_checkpoint(tmp_path / "v3.pt")
+
+
+def test_example_targets_give_the_best_path_then_one_phoneme_variants_of_its_least_certain_phonemes():
+    from awesearch.phonetic import example_targets
+
+    # frames: blank, P (sure), blank, R (unsure: runner-up L), IH (sure), boundary, blank
+    probs = np.full((7, N_CLASSES), 1e-4)
+    rows = [(BLANK, None), (5, None), (BLANK, None), (7, (9, 0.35)), (3, None), (BOUNDARY, None), (BLANK, None)]
+    for t, (c, runner) in enumerate(rows):
+        probs[t, c] = 0.95 if runner is None else 0.55
+        if runner is not None:
+            probs[t, runner[0]] = runner[1]
+    logp = np.log(probs / probs.sum(1, keepdims=True))
+    targets = example_targets(logp, alternatives=2)
+    assert targets[0] == [BOUNDARY, 5, 7, 3, BOUNDARY]  # the best path, boundaries at both ends
+    assert targets[1] == [BOUNDARY, 5, 9, 3, BOUNDARY]  # the least certain phoneme (R) swapped for its runner-up
+    assert len(targets) == 3 and all(len(t) == 5 and t[0] == t[-1] == BOUNDARY for t in targets)
+    assert example_targets(np.log(np.full((5, N_CLASSES), 1e-4) + np.eye(N_CLASSES)[[BLANK] * 5])) == []

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from awesearch import approx
 from awesearch.store import IndexStore
-from cli import app
+from awesearch.cli import app
 from helpers import speech, write_audio
-from indexer import index_paths
+from awesearch.indexer import index_paths
 from test_integrity import flip_byte
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     from awesearch.search import SearchEngine
-    from indexer.pipeline import index_paths
+    from awesearch.indexer.pipeline import index_paths
 
     root = tmp_path_factory.mktemp("second-stage")
     recordings = {
@@ -110,7 +110,7 @@ def test_every_indexed_file_has_a_phonetic_file_that_round_trips(archive):
 
 def test_a_changed_recording_gets_a_new_phonetic_file_and_the_old_one_goes(tmp_path):
     from awesearch.store import IndexStore
-    from indexer.pipeline import index_paths
+    from awesearch.indexer.pipeline import index_paths
 
     audio = tmp_path / "audio"
     write_audio(audio / "x.wav", speech(["a short test"])[0])
@@ -156,3 +156,32 @@ def test_several_examples_form_one_prototype(archive, tmp_path):
     assert both[0].path.endswith(("a.wav", "d.wav"))
     one = engine.search(audio=spans[:1], threshold=0.0, k=10)
     assert [h.path for h in both] != [] and both != one  # the second example changes the evidence
+
+
+def test_a_query_one_phoneme_off_the_spoken_word_is_still_found(archive):
+    """g2p spells "prence" P R EH N S; the recordings say "prince" (P R IH N S): one substituted phoneme."""
+    from awesearch.text import pronunciations
+
+    engine, words = archive
+    assert pronunciations("prence") == [["P", "R", "EH", "N", "S"]] and pronunciations("prince") == [["P", "R", "IH", "N", "S"]]
+    hits = engine.search(text="prence")  # the CLI's defaults
+    assert best_in(hits, "a.wav", spoken(words, "a.wav", "prince")) is not None, hits
+    assert best_in(hits, "b.wav", spoken(words, "b.wav", "print")) is None, hits  # two phonemes off: not said
+
+
+def test_an_index_written_by_the_retired_phoneme_head_is_refused_with_the_reindex_message(archive, tmp_path):
+    import json
+    import shutil
+
+    from awesearch.errors import IndexFormatError
+    from awesearch.phonetic import RETIRED_PHONE_MODELS
+    from awesearch.search import SearchEngine
+
+    engine, _ = archive
+    copy = tmp_path / "v1"
+    shutil.copytree(engine.table.phon_paths[0].parent, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["phone_model"] = RETIRED_PHONE_MODELS[0]
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexFormatError, match="phone-whisper-v1, which this awesearch no longer ships: re-index"):
+        SearchEngine.open(copy)

@@ -7,8 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from awesearch.store import MANIFEST_NAME
-from cli import app
-from indexer import index_paths
+from awesearch.cli import app
+from awesearch.indexer import index_paths
 
 runner = CliRunner()
 

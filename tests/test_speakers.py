@@ -13,7 +13,7 @@ import pytest
 from helpers import noise, write_audio
 from typer.testing import CliRunner
 
-from cli import app
+from awesearch.cli import app
 
 runner = CliRunner()
 VOICE_A = ("en-us", "f4", 80)  # accent, variant, pitch
@@ -262,7 +262,7 @@ def test_verifier_tells_two_voices_apart(voices_dir):
 
 @pytest.fixture(scope="module")
 def index(voices_dir):
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     idx = voices_dir / "idx"
     report = index_paths([voices_dir / "corpus"], idx, model="random")
@@ -462,7 +462,7 @@ def test_unreadable_recording_is_one_line(voices_dir, tmp_path):
     """A hit whose recording was deleted after indexing cannot be verified: one line, not a silent skip."""
     import shutil
 
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     (tmp_path / "c").mkdir()
     for name in ("alice.wav", "bob.wav"):
@@ -498,7 +498,7 @@ def test_voices_survive_reindexing(tmp_path, voices_dir):
     """Named voices keep their ids and names; new speech of a known voice joins it, a new voice gets a new id."""
     import shutil
 
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     corpus, idx = tmp_path / "corpus", tmp_path / "idx"
     shutil.copytree(voices_dir / "corpus", corpus)
@@ -542,7 +542,7 @@ def test_help_texts():
 
 def test_speaker_filter_in_batch_and_shards(index, voices_dir, tmp_path):
     """--queries and several --index take --speaker; --speaker-id names a voice of one index only."""
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     queries = tmp_path / "q.txt"
     queries.write_text("session\nprince\n")
@@ -568,7 +568,7 @@ def test_damaged_speaker_table_and_voices_are_repaired(voices_dir, tmp_path):
     a damaged voices file is dropped with a note, and `awesearch speakers` finds the voices again."""
     from awesearch.speaker_index import load_speaker_data
     from awesearch.store import IndexStore
-    from indexer import index_paths
+    from awesearch.indexer import index_paths
 
     corpus, idx = voices_dir / "corpus", tmp_path / "idx"
     index_paths([corpus], idx, model="random", commit_interval_s=0.0)  # one commit, so one speaker table, per file

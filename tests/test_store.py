@@ -20,7 +20,7 @@ from awesearch.store import (
     IndexStore,
     check_encoder_matches,
 )
-from indexer.writer import IndexWriter
+from awesearch.indexer.writer import IndexWriter
 
 DIM = 8
 
@@ -221,7 +221,7 @@ def test_lock_across_processes(tmp_path):
     code = (
         "import sys; sys.path[:0] = sys.argv[2:]\n"
         "from test_store import FakeEncoder\n"
-        "from indexer.writer import IndexWriter\n"
+        "from awesearch.indexer.writer import IndexWriter\n"
         "from awesearch.errors import IndexLockedError\n"
         "try:\n    IndexWriter.open(sys.argv[1], FakeEncoder())\nexcept IndexLockedError as e:\n    print(e); sys.exit(3)\n"
     )

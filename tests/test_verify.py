@@ -91,3 +91,30 @@ def test_a_region_too_short_for_the_target_gets_floor_features_not_minus_infinit
     a = run([short], target)
     f = features(a, np.array([0.5]))
     assert np.all(np.isfinite(f)) and f[0, 1] == LLR_FLOOR_PER_TOKEN and f[0, 3] == LLR_FLOOR_PER_TOKEN * len(target)
+
+
+def test_a_substitution_the_head_often_makes_costs_less_than_one_it_never_makes():
+    """Spoken "prince" decoded as P R EH N S: with the head's confusions (IH often heard as EH) the query
+    P R IH N S scores closer to a perfect match than without them, and a substitution the head never makes
+    (IH heard as K) is priced as before."""
+    from awesearch.g2p import PHONEMES
+    from awesearch.verify import substitution_matrix
+
+    ih, eh, k = (PHONEMES.index(p) for p in ("IH", "EH", "K"))
+    confusion = np.eye(len(PHONEMES))
+    confusion[ih] = 0.0
+    confusion[ih, ih], confusion[ih, eh] = 0.6, 0.4
+    s = substitution_matrix(confusion, 0.5)
+    assert s.shape == (N_CLASSES, N_CLASSES) and s[BLANK, BLANK] == 1.0 and np.allclose(s.sum(1), 1.0)
+    heard_eh = spoken(word_targets([["P", "R", "EH", "N", "S"]]))
+    heard_k = spoken(word_targets([["P", "R", "K", "N", "S"]]))
+    target = word_targets(PRINCE)
+
+    def llr(lp, sub):
+        d, lengths = pad_regions([frame_scores(lp, sub)])
+        return align(d, lengths, target).llr[0]
+
+    assert llr(heard_eh, s) > llr(heard_eh, None) + 1.0
+    assert abs(llr(heard_k, s) - llr(heard_k, None)) < 0.5
+    assert llr(spoken(target), s) > -1e-3  # the spoken target itself still aligns perfectly
+    assert np.allclose(frame_scores(heard_eh, None), frame_scores(heard_eh))

@@ -19,7 +19,7 @@ import soundfile as sf
 from helpers import write_audio
 from typer.testing import CliRunner
 
-from cli import app as cli_app
+from awesearch.cli import app as cli_app
 
 pytestmark = pytest.mark.slow  # builds and opens an index (about 10 s for the module)
 

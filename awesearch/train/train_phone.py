@@ -41,6 +41,9 @@ class PhoneTrainConfig:
     save_every: int = 250
     dims: PhoneHeadDims = field(default_factory=PhoneHeadDims)
     init: Path | None = None  # a phoneme head checkpoint to continue training from
+    real: Path | None = None  # real speech corpus (awesearch.train.real): its train split mixed into every batch
+    real_share: float = 0.4  # share of each batch drawn from real speech (a few hours of it vs many synthetic)
+    real_hours: float | None = None  # of the real train split to encode (None: all of it)
 
 
 def _targets(utt) -> list[int] | None:
@@ -68,12 +71,15 @@ def encode_part(fe, utts: list, augment: float, seed: int) -> dict:
     return {"flat": flat, "offsets": offsets, "tflat": tflat, "toffsets": toffsets}
 
 
-def cached_features(cfg: PhoneTrainConfig, split: str, hours: float | None, max_utts: int | None, augment: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(frames fp16 [T, 384], target ids)] for a seeded subset of a split, encoded part by part (resumable)."""
+def cached_features(cfg: PhoneTrainConfig, split: str, hours: float | None, max_utts: int | None, augment: float,
+                    corpus: Path | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(frames fp16 [T, 384], target ids)] for a seeded subset of a split of `corpus` (default cfg.corpus),
+    encoded part by part (resumable)."""
     from awesearch.train.corpus import CorpusReader
     from awesearch.whisper_frontend import WhisperFrontend
 
-    reader = CorpusReader(cfg.corpus)
+    corpus = Path(corpus or cfg.corpus)
+    reader = CorpusReader(corpus)
     utts, total = [], 0.0
     for u in reader.utterances(split=split, shuffle_seed=cfg.seed):
         if (hours is not None and total >= hours * 3600) or (max_utts is not None and len(utts) >= max_utts):
@@ -83,7 +89,7 @@ def cached_features(cfg: PhoneTrainConfig, split: str, hours: float | None, max_
     fe = None
     out = []
     for p0 in range(0, len(utts), PART_UTTERANCES):
-        part = Path(cfg.corpus) / f"phone-feats-{split}-s{cfg.seed}-a{augment:g}-{p0 // PART_UTTERANCES:04d}.npz"
+        part = corpus / f"phone-feats-{split}-s{cfg.seed}-a{augment:g}-{p0 // PART_UTTERANCES:04d}.npz"
         if not part.is_file():
             fe = fe or WhisperFrontend()
             t0 = time.time()
@@ -119,6 +125,49 @@ def edit_distance(a: list[int], b: list[int]) -> int:
     return prev[-1]
 
 
+def aligned_pairs(hyp: list[int], ref: list[int]) -> list[tuple[int, int]]:
+    """(ref, hyp) pairs of a minimum edit alignment: matches and substitutions (insertions and deletions left out)."""
+    n, m = len(ref), len(hyp)
+    d = np.zeros((n + 1, m + 1), np.int32)
+    d[:, 0] = np.arange(n + 1)
+    d[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+    pairs, i, j = [], n, m
+    while i > 0 and j > 0:
+        if d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            pairs.append((ref[i - 1], hyp[j - 1]))
+            i, j = i - 1, j - 1
+        elif d[i, j] == d[i - 1, j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
+
+
+@torch.inference_mode()
+def confusion_matrix(head: PhoneHead, items: list[tuple[np.ndarray, np.ndarray]], prior: float = 1.0) -> np.ndarray:
+    """[39, 39] row-normalised P(decoded j | said i) of the head's greedy decoding against the targets
+    (phonemes only; `prior` counts of a correct decoding added to each diagonal so rare phonemes are sane)."""
+    from awesearch.g2p import PHONEMES
+
+    head.eval()
+    n = len(PHONEMES)
+    counts = np.eye(n) * prior
+    for i in range(0, len(items), 32):
+        chunk = items[i : i + 32]
+        x, lengths, _, _ = _batch(chunk)
+        logp = head(x).numpy()
+        for (_, t), lp, L in zip(chunk, logp, lengths):
+            hyp = [c for c in greedy_decode(lp[: int(L)]) if c != BOUNDARY]
+            ref = [int(c) for c in t if c != BOUNDARY]
+            for r, h in aligned_pairs(hyp, ref):
+                counts[r - 1, h - 1] += 1
+    head.train()
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
 @torch.inference_mode()
 def error_rates(head: PhoneHead, items: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     """Phoneme error rate (boundaries removed) and boundary error rate, greedy decoding."""
@@ -144,6 +193,11 @@ def train(cfg: PhoneTrainConfig) -> dict:
     rng = random.Random(cfg.seed)
     train_items = cached_features(cfg, "train", cfg.hours, None, cfg.augment_prob)
     val_items = cached_features(cfg, "val_voice", None, cfg.val_utterances, 0.0)
+    real_items, real_val = [], []
+    if cfg.real is not None:  # speaker-disjoint: train for the head, test (never trained on) for its PER
+        real_items = cached_features(cfg, "train", cfg.real_hours, None, cfg.augment_prob, corpus=cfg.real)
+        real_val = cached_features(cfg, "test", None, cfg.val_utterances, 0.0, corpus=cfg.real)
+    n_real = int(round(cfg.batch * cfg.real_share)) if real_items else 0
     head = PhoneHead(cfg.dims)
     if cfg.init is not None:  # continue from a finished head (its dims win)
         from awesearch.phonetic import load_phone_checkpoint
@@ -165,7 +219,7 @@ def train(cfg: PhoneTrainConfig) -> dict:
     t0 = time.time()
     losses = []
     while step < cfg.steps:
-        x, lengths, targets, tlens = _batch(rng.sample(train_items, cfg.batch))
+        x, lengths, targets, tlens = _batch(rng.sample(train_items, cfg.batch - n_real) + rng.sample(real_items, n_real))
         logp = head(x).transpose(0, 1)  # [T, B, C]
         loss = ctc(logp, targets, lengths, tlens)
         opt.zero_grad()
@@ -178,15 +232,19 @@ def train(cfg: PhoneTrainConfig) -> dict:
         if step % 50 == 0:
             print(f"step {step} loss {np.mean(losses[-50:]):.3f} ({time.time() - t0:.0f} s)", flush=True)
         if step % cfg.save_every == 0 or step == cfg.steps:
-            print(f"step {step} val {error_rates(head, val_items)}", flush=True)
+            print(f"step {step} val {error_rates(head, val_items)} real test {error_rates(head, real_val) if real_val else None}", flush=True)
             tmp = resume.with_suffix(".part")
             torch.save({"head": head.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step}, tmp)
             tmp.replace(resume)
     val = error_rates(head, val_items)
+    confusion_items = val_items + (cached_features(cfg, "calib", None, None, 0.0, corpus=cfg.real) if cfg.real is not None else [])
+    confusion = confusion_matrix(head, confusion_items)
     info = {"seed": cfg.seed, "steps": cfg.steps, "hours": cfg.hours, "augment_prob": cfg.augment_prob,
-            "train_utterances": len(train_items), "val_voice": val, "final_loss": float(np.mean(losses[-50:])) if losses else None,
+            "train_utterances": len(train_items), "val_voice": val, "real_train_utterances": len(real_items),
+            "real_test": error_rates(head, real_val) if real_val else None, "final_loss": float(np.mean(losses[-50:])) if losses else None,
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}}
-    digest = save_phone_checkpoint(cfg.out, head, cfg.out.stem, info)
+    info["confusion_measured_on"] = "synthetic val_voice" + (" + real calib" if cfg.real is not None else "")
+    digest = save_phone_checkpoint(cfg.out, head, cfg.out.stem, info, confusion)
     print(f"saved {cfg.out} sha256 {digest}: {val}", flush=True)
     return info
 
@@ -203,11 +261,29 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layers", type=int, default=PhoneHeadDims.layers)
     p.add_argument("--channels", type=int, default=PhoneHeadDims.channels)
+    p.add_argument("--more-kernel", type=int, default=PhoneHeadDims.more_kernel)
+    p.add_argument("--dilation-base", type=int, default=PhoneHeadDims.dilation_base)
+    p.add_argument("--dropout", type=float, default=PhoneHeadDims.dropout)
     p.add_argument("--init", type=Path, help="continue from this phoneme head checkpoint")
+    p.add_argument("--real", type=Path, help="real speech corpus (python -m awesearch.train.real build)")
+    p.add_argument("--real-share", type=float, default=PhoneTrainConfig.real_share)
+    p.add_argument("--real-hours", type=float, default=None)
+    p.add_argument("--encode-only", action="store_true", help="cache the frames and stop (no training)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    train(PhoneTrainConfig(corpus=a.corpus.expanduser(), out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed,
-                           dims=PhoneHeadDims(layers=a.layers, channels=a.channels), init=a.init))
+    cfg = PhoneTrainConfig(corpus=a.corpus.expanduser(), out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed,
+                           dims=PhoneHeadDims(layers=a.layers, channels=a.channels, more_kernel=a.more_kernel,
+                                              dilation_base=a.dilation_base, dropout=a.dropout),
+                           init=a.init, real=a.real.expanduser() if a.real else None, real_share=a.real_share, real_hours=a.real_hours)
+    if a.encode_only:
+        cached_features(cfg, "train", cfg.hours, None, cfg.augment_prob)
+        cached_features(cfg, "val_voice", None, cfg.val_utterances, 0.0)
+        if cfg.real is not None:
+            cached_features(cfg, "train", cfg.real_hours, None, cfg.augment_prob, corpus=cfg.real)
+            cached_features(cfg, "test", None, cfg.val_utterances, 0.0, corpus=cfg.real)
+            cached_features(cfg, "calib", None, None, 0.0, corpus=cfg.real)
+        return
+    train(cfg)
 
 
 if __name__ == "__main__":
