@@ -69,7 +69,7 @@ def names_archive(work: Path, seed: int = 0) -> tuple[Archive, list[Query]]:
     archive = _archive("names", [(n.path, n.start, n.end, n.name) for n in spoken])
     ids = {str(p): f for f, p in archive.files.items()}
     queries = []
-    for name in sorted({n.name for n in spoken}):
+    for name in sorted({n.name for n in spoken if n.is_name}):
         queries.append(Query("name", name, word_phonemes(name), [(ids[n.path], n.start, n.end) for n in spoken if n.name == name]))
     return archive, queries
 

@@ -182,9 +182,11 @@ def fit_kinds(rows: dict[str, Rows], source_of: list[str]):
     return models, report, priors, offsets
 
 
-def make_plans(engine, words: list[Spoken], spare: list, examples_dir: Path, n_queries: int, rng: random.Random) -> list:
-    """(kind, QueryPlan, truth) for words and phrases as typed (the engine's own plan: pronunciations, g2p),
-    absent confusables one or two phoneme edits from a present word, and audio examples from `spare`."""
+def make_plans(engine, words: list[Spoken], all_words: list[Spoken], spare: list, examples_dir: Path, n_queries: int,
+               rng: random.Random) -> list:
+    """(kind, QueryPlan, truth) for words and phrases of `words` as typed (the engine's own plan:
+    pronunciations, g2p), absent confusables one or two phoneme edits from a present word, and audio examples
+    from `spare`. Truth comes from `all_words`: every word of the whole archive searched."""
     import soundfile as sf
 
     from awesearch.detect import QueryPlan
@@ -196,10 +198,10 @@ def make_plans(engine, words: list[Spoken], spare: list, examples_dir: Path, n_q
         return QueryPlan([engine.encoder.embed_phonemes([sum([list(p) for p in phons], [])])[0]], [(0.0, 0.0)],
                          [[word_targets([list(p) for p in phons])]], "text")
 
-    by_word = occurrences(words, 1, "word")
-    present = {k[0] for k in occurrences(words, 1)}
+    by_word = occurrences(all_words, 1, "word")
+    present = {k[0] for k in occurrences(all_words, 1)}
     phon_of = {w.word: w.phonemes for w in words}
-    eligible = sorted(k for k in by_word if len(phon_of[k[0]]) >= 3)
+    eligible = sorted(k for k in occurrences(words, 1, "word") if len(phon_of[k[0]]) >= 3)
     rng.shuffle(eligible)
     plans = [("text", engine._plan(k[0], []), by_word[k]) for k in eligible[:n_queries]]
     for k in eligible[: n_queries // 3]:  # absent confusables: no occurrence can be right
@@ -207,8 +209,8 @@ def make_plans(engine, words: list[Spoken], spare: list, examples_dir: Path, n_q
             if tuple(edit) not in present:
                 plans.append(("text", phon_plan([tuple(edit)]), []))
     for n in (2, 3):
-        multi = occurrences(words, n, "word")
-        keys = sorted(multi)
+        multi = occurrences(all_words, n, "word")
+        keys = sorted(occurrences(words, n, "word"))
         rng.shuffle(keys)
         plans += [("text", engine._plan(" ".join(k), []), multi[k]) for k in keys[: n_queries // 4]]
     examples_dir.mkdir(parents=True, exist_ok=True)
@@ -266,19 +268,20 @@ def main() -> None:
     engine = SearchEngine.open(work / "index")
     if not engine.calibrated:
         raise SystemExit("the shipped encoder has no phonetic store; nothing to calibrate")
+    name_words = [Spoken(n.path, n.start, n.end, n.phonemes, n.name) for n in names]
+    all_words = sorted([w for _, (ws, _) in sources for w in ws] + name_words, key=lambda w: (w.path, w.start))
     plans, source_of = [], []
     for name, (words, spare) in sources:
-        got = make_plans(engine, words, spare, work / "examples" / name, a.queries, rng)
+        got = make_plans(engine, words, all_words, spare, work / "examples" / name, a.queries, rng)
         plans += got
         source_of += [name] * len(got)
         print(f"{name}: {len(words)} words, {sum(k == 'text' for k, _, _ in got)} text and {sum(k == 'audio' for k, _, _ in got)} audio queries", flush=True)
-    name_truth = defaultdict(list)
-    for n in names:
-        name_truth[n.name].append((n.path, n.start, n.end))
-    for name, truth in sorted(name_truth.items()):  # rare names through g2p: the query as typed
-        plans.append(("text", engine._plan(name, []), truth))
+    by_word = occurrences(all_words, 1, "word")
+    name_queries = sorted({n.name for n in names if n.is_name})
+    for name in name_queries:  # rare names through g2p: the query as typed
+        plans.append(("text", engine._plan(name, []), by_word[(name,)]))
         source_of.append("names")
-    print(f"names: {len(names)} spoken, {len(name_truth)} queries", flush=True)
+    print(f"names: {sum(n.is_name for n in names)} spoken, {len(name_queries)} queries", flush=True)
     from awesearch.verify import substitution_matrix
 
     # the share of the head's confusions in phoneme scores: chosen by held-out log loss on these queries

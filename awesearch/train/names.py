@@ -42,10 +42,14 @@ FILLERS = (
 
 @dataclass
 class SpokenName:
+    """One word of the names archive: a name, or a word of its carrier or filler sentence."""
+
     path: str
     start: float  # seconds
     end: float
-    name: str
+    name: str  # the word (normalised)
+    is_name: bool = True
+    phonemes: tuple[str, ...] = ()
 
 
 def unknown_names(names: tuple[str, ...]) -> list[str]:
@@ -72,7 +76,7 @@ def name_voices(bases: tuple[str, ...]):
 def build_names_archive(out: Path, names: tuple[str, ...], voice_bases: tuple[str, ...], seed: int = 0,
                         per_name: int = 2, per_recording: int = 6) -> list[SpokenName]:
     """Recordings of carrier sentences with names (each `per_name` times, random voices) and fillers;
-    returns where each name is spoken (word times from the engines)."""
+    returns where every word is spoken (word times from the engines; `is_name` marks the names)."""
     import soundfile as sf
 
     from awesearch.text import word_phonemes
@@ -98,9 +102,8 @@ def build_names_archive(out: Path, names: tuple[str, ...], voice_bases: tuple[st
             gap = np.zeros(int(rng.uniform(0.3, 1.0) * SAMPLE_RATE), np.float32)
             pieces += [gap, res.audio.astype(np.float32)]
             t += len(gap) / SAMPLE_RATE
-            if name is not None:
-                w = res.words[words.index(name)]
-                spoken.append(SpokenName(str(path), t + w.start, t + w.end, name))
+            spoken += [SpokenName(str(path), t + w.start, t + w.end, word, word == name, tuple(ph))
+                       for w, word, ph in zip(res.words, words, req.phonemes)]
             t += len(res.audio) / SAMPLE_RATE
         if pieces:
             sf.write(path, np.clip(np.concatenate(pieces), -1, 1), SAMPLE_RATE)
