@@ -17,7 +17,9 @@ candidates borrows the prior. A long name whose true hits sit far above its own 
 even when its absolute per-token evidence is modest on an unfamiliar voice.
 
 The weights of the first four are constrained to be >= 0, so the probability is monotone in every
-score: more evidence never lowers it. One model per query kind ("text": text and fused queries,
+score: more evidence never lowers it. One model per query kind ("text": text and fused queries whose words
+CMUdict knows, "short": those of at most SHORT_PHONEMES phonemes (a perfect alignment of three phonemes is
+weaker evidence than one of seven), "name": those with a word it does not know, whose target is g2p's guess,
 "audio": query by example, whose target is the head's own decoding of the example) is fitted by
 ``python -m awesearch.train.fit_calibration`` on an archive of held-out synthetic voices (never on
 real evaluation speech, never on SVOX pico or piper voices), and shipped as assets/calibration-v1.json
@@ -43,7 +45,8 @@ MONOTONE = (True, True, True, True, False, True, True)  # weight >= 0: the proba
 BACKGROUND_FEATURES = ("cosine", "llr_per_token")  # the features a background is taken of (rel_* are x - background)
 BACKGROUND_PRIOR_REGIONS = 8.0  # the prior counts as this many candidate regions in the shrunk background
 DEFAULT_PATH = Path(__file__).parent / "assets" / "calibration-v2.json"
-KINDS = ("text", "audio")
+KINDS = ("text", "short", "name", "audio")  # "short": at most SHORT_PHONEMES phonemes; "name": a word CMUdict lacks
+SHORT_PHONEMES = 3  # a query this short matches parts of longer words and accented neighbours: its own model
 
 
 @dataclass

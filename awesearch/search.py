@@ -234,6 +234,22 @@ def read_queries(path: str | Path) -> list[str]:
     return out
 
 
+def query_kind(text: str | None) -> str:
+    """The calibration model of a query (awesearch/calibrate.py KINDS): "audio" (by example), "name" (a word
+    CMUdict does not know: its pronunciation is g2p's guess), "short" (at most SHORT_PHONEMES phonemes) or "text"."""
+    if text is None:
+        return "audio"
+    from awesearch.calibrate import SHORT_PHONEMES
+    from awesearch.g2p import cmu_lexicon
+    from awesearch.text import word_phonemes
+
+    cmu = cmu_lexicon()
+    words = check_text(text)
+    if any(w not in cmu for w in words):
+        return "name"
+    return "short" if sum(len(word_phonemes(w)) for w in words) <= SHORT_PHONEMES else "text"
+
+
 def format_time(seconds: float) -> str:
     """h:mm:ss.s, e.g. 0:01:02.5."""
     tenths = int(round(seconds * 10))
@@ -471,4 +487,4 @@ class SearchEngine:
         if text is not None and len(words) > 1:
             plan_vectors.append(rare)
             widen.append(around)
-        return QueryPlan(plan_vectors, widen, targets, "text" if text is not None else "audio")
+        return QueryPlan(plan_vectors, widen, targets, query_kind(text))

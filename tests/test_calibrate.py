@@ -42,8 +42,8 @@ def test_fitted_probabilities_are_calibrated_on_their_own_data():
 
 def test_calibration_round_trips_and_refuses_other_files(tmp_path):
     x, y = toy()
-    cal = Calibration({"text": fit_logistic(x, y), "audio": fit_logistic(x, ~y)}, 0.01, -0.02, {"test": 1},
-                      {"text": [0.5, -3.0], "audio": [0.4, -4.0]})
+    cal = Calibration({"text": fit_logistic(x, y), "short": fit_logistic(x, y), "name": fit_logistic(x, y), "audio": fit_logistic(x, ~y)},
+                      0.01, -0.02, {"test": 1}, {"text": [0.5, -3.0], "short": [0.5, -3.0], "name": [0.5, -3.5], "audio": [0.4, -4.0]})
     path = tmp_path / "cal.json"
     cal.save(path)
     back = Calibration.load(path)
@@ -66,7 +66,7 @@ def test_calibration_round_trips_and_refuses_other_files(tmp_path):
 
 def test_the_shipped_calibration_loads():
     cal = load_calibration()
-    assert set(cal.models) == {"text", "audio"} and DEFAULT_PATH.is_file()
+    assert set(cal.models) == {"text", "short", "name", "audio"} and DEFAULT_PATH.is_file()
     assert abs(cal.start_offset_s) < 0.2 and abs(cal.end_offset_s) < 0.2
 
 
@@ -107,3 +107,12 @@ def test_probabilities_stay_in_0_1_and_monotone_in_a_candidates_own_evidence():
     p_alone = model.probability(cal.with_background("text", alone))[0]
     p_crowd = model.probability(cal.with_background("text", crowd))[0]
     assert p_alone >= p_crowd
+
+
+def test_query_kinds_pick_the_calibration_model():
+    from awesearch.search import query_kind
+
+    assert query_kind(None) == "audio"
+    assert query_kind("prince") == "text" and query_kind("little prince") == "text"
+    assert query_kind("cat") == "short"  # K AE T
+    assert query_kind("okonkwo") == "name" and query_kind("the okonkwo farm") == "name"  # g2p's guess

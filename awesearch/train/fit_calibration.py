@@ -114,7 +114,8 @@ class Rows:
 def collect(engine, plans: list[tuple[str, object, list]], pool: int) -> dict[str, Rows]:
     """Own evidence, labels, query ids and edge errors of every candidate of every query plan, by kind."""
     acc: dict[str, list] = defaultdict(list)
-    for qi, (kind, plan, truth) in enumerate(plans):
+    for qi, (_, plan, truth) in enumerate(plans):
+        kind = plan.kind  # the calibration model the engine will use for this query (search.query_kind)
         for c in engine.detector._score(plan, pool):
             right, s, e = is_right(engine.table.paths[c.file], c.start, c.end, truth)
             acc[kind].append((c.features[:5], right, qi, (s - c.start, e - c.end) if right else None))
@@ -189,14 +190,16 @@ def make_plans(engine, words: list[Spoken], all_words: list[Spoken], spare: list
     from `spare`. Truth comes from `all_words`: every word of the whole archive searched."""
     import soundfile as sf
 
+    from awesearch.calibrate import SHORT_PHONEMES
     from awesearch.detect import QueryPlan
     from awesearch.phonetic import word_targets
     from awesearch.search import AudioSpan
     from awesearch.train.negatives import phoneme_edits
 
     def phon_plan(phons: list[tuple[str, ...]]) -> QueryPlan:
-        return QueryPlan([engine.encoder.embed_phonemes([sum([list(p) for p in phons], [])])[0]], [(0.0, 0.0)],
-                         [[word_targets([list(p) for p in phons])]], "text")
+        flat = sum([list(p) for p in phons], [])
+        return QueryPlan([engine.encoder.embed_phonemes([flat])[0]], [(0.0, 0.0)], [[word_targets([list(p) for p in phons])]],
+                         "short" if len(flat) <= SHORT_PHONEMES else "text")
 
     by_word = occurrences(all_words, 1, "word")
     present = {k[0] for k in occurrences(all_words, 1)}
@@ -245,7 +248,7 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=300, help="word queries per source (phrases, confusables and audio: fewer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--degraded-share", type=float, default=DEGRADED_SHARE, help="share of the archive's recordings augmented")
-    p.add_argument("--substitution-weights", type=float, nargs="+", default=[0.0, 0.3, 0.6])
+    p.add_argument("--substitution-weights", type=float, nargs="+", default=[0.0, 0.3])
     p.add_argument("--dump", type=Path, help="also save every candidate's features and label (.npz) for analysis")
     a = p.parse_args()
 
@@ -296,6 +299,11 @@ def main() -> None:
         if best is None or loss < best[0]:
             best = (loss, weight, rows, fitted)
     _, weight, rows, (models, report_kinds, priors, offsets) = best
+    from awesearch.calibrate import KINDS
+
+    missing = set(KINDS) - set(models)
+    if missing:
+        raise SystemExit(f"no calibration queries of kind {sorted(missing)}")
     if a.dump:
         np.savez(a.dump, **{f"{k}_{n}": getattr(r, n) for k, r in rows.items() for n in ("x", "y", "q")}, source=np.array(source_of))
     was = engine.detector.calibration  # candidates' edges already include the offsets of the loaded calibration

@@ -20,6 +20,11 @@ CALIB_NAMES = tuple("""
 okonkwo nkechi tadeusz oyelaran siddharth zbigniew bartholomeu ifeoma kwabena thandiwe radoslaw xiomara
 yevgenia aurelio marisol keoni leilani tanvir anneliese florentyna gwendolyn ravindra sundaram chidinma
 oluwaseun przemek dragomir soraya tamsin ingeborg sigrun wojciech agnieszka benedikt jovana milorad
+oyinkansola babatunde olumide chukwuemeka adaeze tochukwu nnamdi kayode folasade temitope ragnhild solveig
+eirik gudrun bjarni hrafnhildur katarzyna grzegorz malgosia jaroslaw bozena dobrawa zofia szymon wladyslaw
+anupama lakshmi subramaniam chandrasekhar padmavathi vishwanath raghunathan meenakshi kalpana thirumalai
+ngaio aroha whetu tamati rangi mereana kealoha makana kanoa pualani iolana keahi xochitl citlali tlaloc
+nezahualcoyotl itzel yaretzi bogdana radomir vukasin dusica branislava ljubica zhivko tsvetana kiril rumyana
 """.split())
 BENCH_NAMES = tuple("""
 adebayo chiamaka krzysztof malgorzata venkatesh anirudh svetlana dobromir esperanza guadalupe kalani
