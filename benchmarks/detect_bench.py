@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--latency-hours", type=float, default=10.0)
     p.add_argument("--reuse-index", action="store_true", help="keep the indexes (and cost figures) of the last run in --work")
     p.add_argument("--no-heldout", action="store_true", help="skip the held-out real speakers and rare names (heldout_bench.py)")
+    p.add_argument("--heldout-limit", type=int, default=200, help="cap every query kind of the held-out real speakers")
     p.add_argument("--out-md", type=Path)
     p.add_argument("--out-json", type=Path)
     a = p.parse_args(argv)
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not a.no_heldout:
         import heldout_bench
 
-        report["heldout"] = heldout_bench.run(work / "heldout", limit=a.limit)
+        report["heldout"] = heldout_bench.run(work / "heldout", limit=a.limit or a.heldout_limit)
     text = markdown(report)
     print(text)
     if a.out_md:

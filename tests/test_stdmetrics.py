@@ -86,3 +86,21 @@ def test_pooled_pr_curve():
     # pooled by score: 0.9 T, 0.8 F, 0.75 T, 0.7 T, 0.6 F; 4 occurrences
     assert recall.tolist() == pytest.approx([0.25, 0.25, 0.5, 0.75, 0.75])
     assert precision.tolist() == pytest.approx([1, 0.5, 2 / 3, 0.75, 0.6])
+
+
+def test_mtwv_equals_the_maximum_of_twv_over_every_distinct_score():
+    """mtwv's cumulative sum gives exactly what evaluating twv at every candidate threshold gives."""
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        results = []
+        for _ in range(40):
+            k = int(rng.integers(0, 20))
+            correct = rng.random(k) < 0.3
+            results.append(m.QueryResult(np.sort(np.round(rng.random(k), 2))[::-1], correct, int(correct.sum() + rng.integers(0, 3))))
+        best, best_theta = -np.inf, np.inf
+        for theta in m.candidate_thresholds(results)[::-1]:
+            v = m.twv(results, 600.0, float(theta), beta=20.0)
+            if v > best:
+                best, best_theta = v, float(theta)
+        got = m.mtwv(results, 600.0, beta=20.0)
+        assert abs(got[0] - best) < 1e-9 and got[1] == best_theta
