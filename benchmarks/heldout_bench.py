@@ -76,18 +76,14 @@ def names_archive(work: Path, seed: int = 0) -> tuple[Archive, list[Query]]:
 
 def reliability(archive: Archive, queries: list[Query], dets: dict, bins: int = 10) -> list[dict]:
     """Per probability decile of every returned hit: count, mean probability, share right."""
+    from awesearch.train.fit_calibration import reliability as binned
+
     p, y = [], []
     for q in queries:
         r = sm.match_detections(dets.get(q.label, []), q.truth)
         p += list(r.scores)
         y += list(r.correct)
-    p, y = np.array(p), np.array(y, float)
-    out = []
-    for i in range(bins):
-        sel = (p >= i / bins) & ((p < (i + 1) / bins) if i < bins - 1 else (p <= 1))
-        out.append({"bin": f"{i / bins:.1f}-{(i + 1) / bins:.1f}", "hits": int(sel.sum()),
-                    "mean_p": float(p[sel].mean()) if sel.any() else None, "right": float(y[sel].mean()) if sel.any() else None})
-    return out
+    return [{"hits" if k == "n" else k: v for k, v in row.items()} for row in binned(np.array(p), np.array(y, float), bins)]
 
 
 def phoneme_error_rates(corpus: Path, real_corpus: Path) -> dict:
