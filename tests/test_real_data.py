@@ -33,3 +33,64 @@ def test_speaker_splits_are_fixed_disjoint_and_near_their_shares():
 
 def test_speechocean_phone_labels_become_plain_arpabet():
     assert [_strip(p) for p in ["W_B", "IY0_E", "AO1_I", "T_E", "K"]] == ["W", "IY", "AO", "T", "K"]
+
+
+def _fake_speechocean(root, utterances):
+    """A git repository laid out like jimbozhang/speechocean762 (WAVE/, train/ and test/ tables, text-phone)."""
+    from helpers import write_audio
+
+    from awesearch.text import word_phonemes
+
+    for d in ("train", "test", "resource"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    rows = {"train": [], "test": []}
+    phones = []
+    for utt, spk, part, audio, words in utterances:
+        write_audio(root / "WAVE" / f"SPEAKER{spk}" / f"{utt}.WAV", audio)
+        rows[part].append((utt, spk, " ".join(w.upper() for w in words)))
+        phones += [f"{utt}.{i} " + " ".join(p + "0" for p in word_phonemes(w)) for i, w in enumerate(words)]
+    for part, rs in rows.items():
+        (root / part / "text").write_text("".join(f"{u}\t{t}\n" for u, _, t in rs))
+        (root / part / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s, _ in rs))
+        (root / part / "wav.scp").write_text("".join(f"{u}\tWAVE/SPEAKER{s}/{u}.WAV\n" for u, s, _ in rs))
+    (root / "resource" / "text-phone").write_text("\n".join(phones) + "\n")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-C", str(root)]
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "fake"], check=True)
+    return root / ".git"
+
+
+@pytest.mark.slow
+def test_the_builder_reads_speechocean_from_git_objects_into_speaker_disjoint_corpus_shards(tmp_path):
+    from helpers import speech
+
+    from awesearch.train.corpus import CorpusReader
+    from awesearch.train.real import build
+
+    # speakers chosen so that the crc32 split gives one of each split
+    by_split = {}
+    for i in range(200):
+        by_split.setdefault(speaker_split(f"speechocean762:{i:04d}"), f"{i:04d}")
+        if len(by_split) == 3:
+            break
+    utterances = []
+    for n, (split, spk) in enumerate(sorted(by_split.items())):
+        words = ["the", "prince", "spoke"]
+        audio, _ = speech([" ".join(words)])
+        utterances.append((f"{n:09d}", spk, "train" if n % 2 else "test", audio, words))
+    repo = _fake_speechocean(tmp_path / "so", utterances)
+    out = tmp_path / "real"
+    manifest = build(out, ["speechocean762"], repo)
+    assert set(manifest["hours"]) == {"train", "calib", "test"} and manifest["unaligned_left_out"] == 0
+    reader = CorpusReader(out)
+    got = {u.split: u for u in reader}
+    assert set(got) == {"train", "calib", "test"}
+    for split, u in got.items():
+        assert u.voice == f"speechocean762:{by_split[split]}" and [w.word for w in u.words] == ["the", "prince", "spoke"]
+        assert u.words[1].phonemes == ["P", "R", "IH", "N", "S"] and len(u.audio) > 16000
+        if split == "train":
+            assert all(w.start == w.end == -1.0 for w in u.words)  # CTC needs no word times
+        else:  # pocketsphinx word times, in order, inside the utterance
+            starts = [w.start for w in u.words]
+            assert starts == sorted(starts) and 0 <= starts[0] and u.words[-1].end <= u.duration + 1e-6
