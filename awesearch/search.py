@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from awesearch.store import WindowTable  # noqa: F401 - the store owns it; search reads it
 from awesearch.errors import IndexFormatError, QueryError
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
@@ -59,28 +60,6 @@ class AudioSpan:
     path: str | Path
     start: float | None = None
     end: float | None = None
-
-
-@dataclass
-class WindowTable:
-    """What search needs from an index: vectors of the live windows and where each one is.
-
-    Row i of `index` is window i: file `paths[file_ids[i]]`, seconds `starts[i]`..`ends[i]`.
-    """
-
-    index: "faiss.Index"  # inner-product index over L2-normalised window embeddings
-    file_ids: np.ndarray  # [n] int
-    starts: np.ndarray  # [n] float seconds
-    ends: np.ndarray  # [n] float seconds
-    paths: list[str]  # file_id -> absolute path
-    phon_paths: list | None = None  # file_id -> its phonetic frame file, or None (no phonetic store)
-
-    def __post_init__(self) -> None:
-        n = self.index.ntotal
-        if not (len(self.file_ids) == len(self.starts) == len(self.ends) == n):
-            raise IndexFormatError(
-                f"index is damaged: {n} vectors but {len(self.file_ids)}/{len(self.starts)}/{len(self.ends)} window rows"
-            )
 
 
 def overlaps_too_much(a_start: float, a_end: float, b_start: float, b_end: float, overlap: float = NMS_OVERLAP) -> bool:

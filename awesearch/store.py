@@ -518,12 +518,33 @@ def parquet_from_bytes(data: bytes):
     return pq.read_table(pa.BufferReader(data))
 
 
+@dataclass
+class WindowTable:
+    """What search needs from an index: vectors of the live windows and where each one is.
+
+    Row i of `index` is window i: file `paths[file_ids[i]]`, seconds `starts[i]`..`ends[i]`.
+    """
+
+    index: "faiss.Index"  # inner-product index over L2-normalised window embeddings
+    file_ids: np.ndarray  # [n] int
+    starts: np.ndarray  # [n] float seconds
+    ends: np.ndarray  # [n] float seconds
+    paths: list[str]  # file_id -> absolute path
+    phon_paths: list | None = None  # file_id -> its phonetic frame file, or None (no phonetic store)
+
+    def __post_init__(self) -> None:
+        n = self.index.ntotal
+        if not (len(self.file_ids) == len(self.starts) == len(self.ends) == n):
+            raise IndexFormatError(
+                f"index is damaged: {n} vectors but {len(self.file_ids)}/{len(self.starts)}/{len(self.ends)} window rows"
+            )
+
+
 def open_for_search(index_dir: str | os.PathLike):
-    """(awesearch.search.WindowTable, Encoder, PhoneModel or None) for an index: loads the encoder and the
+    """(WindowTable, Encoder, PhoneModel or None) for an index: loads the encoder and the
     phoneme head the manifest names and checks their checksums. File ids in the table are dense indices into
     table.paths; table.phon_paths[i] is file i's phonetic frame file (None when it has none)."""
     from .encoder import load_encoder
-    from .search import WindowTable
 
     store = IndexStore.open(index_dir)
     m = store.manifest
