@@ -22,7 +22,7 @@ CMUdict knows, "short": those of at most SHORT_PHONEMES phonemes (a perfect alig
 weaker evidence than one of seven), "name": those with a word it does not know, whose target is g2p's guess,
 "audio": query by example, whose target is the head's own decoding of the example) is fitted by
 ``python -m awesearch.train.fit_calibration`` on an archive of held-out synthetic voices (never on
-real evaluation speech, never on SVOX pico or piper voices), and shipped as assets/calibration-v1.json
+real evaluation speech, never on SVOX pico or piper voices), and shipped as assets/calibration-v2.json
 (magic + version; refused with a clear error on mismatch). It also carries the constant offsets that
 move aligned phoneme edges to word edges, measured on the same archive.
 """

@@ -1,18 +1,22 @@
-"""Fit the calibrated-score models (awesearch/calibrate.py) on an archive of held-out synthetic voices.
+"""Fit the calibrated-score models (awesearch/calibrate.py) on held-out synthetic voices, real speakers and names.
 
     python -m awesearch.train.fit_calibration --corpus ~/.cache/awesearch/corpus --work ~/.cache/awesearch/calib \
-        --out awesearch/assets/calibration-v1.json
+        --real ~/.cache/awesearch/real --out awesearch/assets/calibration-v2.json
 
-1. Archive: ``val_voice`` utterances (voices never trained on; never real evaluation speech, never SVOX
-   pico or piper) joined into ~60 s recordings with pauses, half of them degraded (noise, reverb, codec:
-   train/augment.py), indexed with the real indexer and the shipped encoder + phoneme head.
-2. Queries: words present in the archive (>= 3 phonemes), absent words one or two phoneme edits from a
-   present word (PLCL's confusable negatives), two- and three-word phrases, and audio examples cut from
-   other held-out utterances (not in the archive).
+1. Archive: synthetic ``val_voice`` utterances (voices never trained on; the names benchmark's voices left
+   out), real ``calib`` speakers (awesearch.train.real: never trained on), and rare names CMUdict lacks
+   (awesearch.train.names, in carrier sentences), joined into ~60 s recordings with pauses, part of them
+   degraded (noise, reverb, codec: train/augment.py), indexed with the real indexer and the shipped models.
+   Never real evaluation speech, never SVOX pico or piper.
+2. Queries: words present in the archive (>= 3 phonemes) and phrases as a user types them (the engine's own
+   plan), rare names through g2p, absent words one phoneme edit from a present word (PLCL's confusable
+   negatives), and audio examples cut from utterances outside the archive.
 3. Every first-stage candidate region of every query is aligned (awesearch/detect.py) and labelled: right
-   when a spoken occurrence with the query's phonemes overlaps it by at least half.
-4. A logistic model per query kind is fitted on half of the queries and scored on the other half, then
-   refitted on all; the word-edge offsets are the median differences on right hits.
+   when an occurrence of the query's words anywhere in the archive overlaps it by at least half.
+4. Per query kind (search.query_kind) the background prior is the mean of the queries' candidate medians; a
+   logistic model is fitted on half of the queries and scored on the other half (log loss, reliability per
+   source), then refitted on all; the substitution weight with the lowest held-out log loss is kept; the
+   word-edge offsets are the median differences on right hits.
 """
 
 from __future__ import annotations

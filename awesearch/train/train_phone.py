@@ -1,6 +1,6 @@
 """Train the CTC phoneme head (awesearch/phonetic.py) on frozen Whisper frames of the synthetic corpus.
 
-    python -m awesearch.train.train_phone --corpus ~/.cache/awesearch/corpus --out awesearch/assets/phone-whisper-v1.pt
+    python -m awesearch.train.train_phone --corpus ~/.cache/awesearch/corpus --real ~/.cache/awesearch/real --out awesearch/assets/phone-whisper-v2.pt (README: the flags of the shipped head)
 
 Targets are "| w1 | w2 | ... |" (phonemes of the corpus's word records, word boundaries as a token).
 Half of the utterances are augmented (noise, reverb, telephone, codec, pitch, gain: train/augment.py)
