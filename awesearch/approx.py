@@ -354,7 +354,7 @@ def open_approx_table(store):
     import faiss
 
     from .errors import IndexFormatError
-    from .store import WindowTable
+    from .window_table import WindowTable
     from .store import STATUS_INDEXED, _index_from_fp16, phonetic_name
     from .vectors import map_vec
 

@@ -17,15 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from awesearch.store import WindowTable  # noqa: F401 - the store owns it; search reads it
 from awesearch.errors import IndexFormatError, QueryError
-
-if TYPE_CHECKING:  # heavy imports stay out of module import time
-    import faiss
+from awesearch.window_table import WindowTable  # noqa: F401 - the store builds it; search reads it
 
 MAX_QUERY_WORDS = 4
 MIN_AUDIO_QUERY_S = 0.1

@@ -40,6 +40,7 @@ import numpy as np
 from .errors import IndexDamagedError, IndexFormatError, IndexMissingError
 from .integrity import MISSING, Checksum, Damage, check_bytes, check_file, checksum_file, damage_message
 from .speaker_index import SpeakerTableInfo
+from .window_table import WindowTable
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import faiss
@@ -516,28 +517,6 @@ def parquet_from_bytes(data: bytes):
     import pyarrow.parquet as pq
 
     return pq.read_table(pa.BufferReader(data))
-
-
-@dataclass
-class WindowTable:
-    """What search needs from an index: vectors of the live windows and where each one is.
-
-    Row i of `index` is window i: file `paths[file_ids[i]]`, seconds `starts[i]`..`ends[i]`.
-    """
-
-    index: "faiss.Index"  # inner-product index over L2-normalised window embeddings
-    file_ids: np.ndarray  # [n] int
-    starts: np.ndarray  # [n] float seconds
-    ends: np.ndarray  # [n] float seconds
-    paths: list[str]  # file_id -> absolute path
-    phon_paths: list | None = None  # file_id -> its phonetic frame file, or None (no phonetic store)
-
-    def __post_init__(self) -> None:
-        n = self.index.ntotal
-        if not (len(self.file_ids) == len(self.starts) == len(self.ends) == n):
-            raise IndexFormatError(
-                f"index is damaged: {n} vectors but {len(self.file_ids)}/{len(self.starts)}/{len(self.ends)} window rows"
-            )
 
 
 def open_for_search(index_dir: str | os.PathLike):
