@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from awesearch.errors import IndexFormatError, QueryError
@@ -208,9 +209,10 @@ def read_queries(path: str | Path) -> list[str]:
     return out
 
 
-def query_kind(text: str | None) -> str:
+def query_kind(text: str | None, words: list[str] | None = None) -> str:
     """The calibration model of a query (awesearch/calibrate.py KINDS): "audio" (by example), "name" (a word
-    CMUdict does not know: its pronunciation is g2p's guess), "short" (at most SHORT_PHONEMES phonemes) or "text"."""
+    CMUdict does not know: its pronunciation is g2p's guess), "short" (at most SHORT_PHONEMES phonemes) or "text".
+    `words`: the text's normalised words when the caller has them already (check_text)."""
     if text is None:
         return "audio"
     from awesearch.calibrate import SHORT_PHONEMES
@@ -218,7 +220,7 @@ def query_kind(text: str | None) -> str:
     from awesearch.text import word_phonemes
 
     cmu = cmu_lexicon()
-    words = check_text(text)
+    words = check_text(text) if words is None else words
     if any(w not in cmu for w in words):
         return "name"
     return "short" if sum(len(word_phonemes(w)) for w in words) <= SHORT_PHONEMES else "text"
@@ -461,4 +463,4 @@ class SearchEngine:
         if text is not None and len(words) > 1:
             plan_vectors.append(rare)
             widen.append(around)
-        return QueryPlan(plan_vectors, widen, targets, query_kind(text))
+        return QueryPlan(plan_vectors, widen, targets, query_kind(text, words if text is not None else None))

@@ -256,15 +256,16 @@ def main() -> None:
     p.add_argument("--dump", type=Path, help="also save every candidate's features and label (.npz) for analysis")
     a = p.parse_args()
 
-    from awesearch.calibrate import Calibration
+    from awesearch.calibrate import KINDS, Calibration
     from awesearch.detect import POOL_WINDOWS
-    from awesearch.search import SearchEngine
     from awesearch.indexer.pipeline import index_paths
+    from awesearch.search import SearchEngine
+    from awesearch.train.names import BENCH_VOICE_BASES, CALIB_NAMES, CALIB_VOICE_BASES, build_names_archive
+    from awesearch.verify import substitution_matrix
 
     rng = random.Random(a.seed)
     work = a.work.expanduser()
     archive = work / "archive"
-    from awesearch.train.names import BENCH_VOICE_BASES, CALIB_NAMES, CALIB_VOICE_BASES, build_names_archive
 
     # the names benchmark's voices stay out of the calibration (benchmarks/heldout_bench.py)
     sources = [("synthetic", build_archive(a.corpus.expanduser(), archive, a.minutes, a.seed, a.degraded_share, exclude_bases=BENCH_VOICE_BASES))]
@@ -289,7 +290,6 @@ def main() -> None:
         plans.append(("text", engine._plan(name, []), by_word[(name,)]))
         source_of.append("names")
     print(f"names: {sum(n.is_name for n in names)} spoken, {len(name_queries)} queries", flush=True)
-    from awesearch.verify import substitution_matrix
 
     # the share of the head's confusions in phoneme scores: chosen by held-out log loss on these queries
     weights = a.substitution_weights if engine.phone.confusion is not None else [0.0]
@@ -303,8 +303,6 @@ def main() -> None:
         if best is None or loss < best[0]:
             best = (loss, weight, rows, fitted)
     _, weight, rows, (models, report_kinds, priors, offsets) = best
-    from awesearch.calibrate import KINDS
-
     missing = set(KINDS) - set(models)
     if missing:
         raise SystemExit(f"no calibration queries of kind {sorted(missing)}")
